@@ -1,0 +1,35 @@
+"""mobilenetv4: MobileNetV4 (Qin et al., 2024) for TensorFlow / tf_keras.
+
+`pip install -e .` installs every runtime dependency. `pip install -e .[dev]` adds the test tools.
+"""
+from setuptools import find_packages, setup
+
+setup(
+    name="mobilenetv4",
+    version="0.1.0",
+    description="MobileNetV4 models, training, distillation, TFLite export and benchmarks in tf_keras",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10,<3.13",
+    packages=find_packages(include=["mobilenetv4*", "experiments*", "tflite*"]),
+    package_data={"": ["*.gin"]},
+    install_requires=[
+        # Model Garden 2.20 pins tensorflow~=2.20.0; tf-keras must match TF's minor version.
+        "tensorflow~=2.20.0",
+        "tf-keras~=2.20.0",
+        "tf-models-official~=2.20.0",
+        "tensorflow-datasets>=4.9",
+        "gin-config>=0.5",
+        "absl-py>=1.0",
+        "ai-edge-litert>=1.2",
+        "safetensors>=0.4",
+        "numpy>=1.26",
+        "scipy>=1.10",
+        "scikit-learn>=1.3",
+        "matplotlib>=3.7",
+        "pillow>=10",
+    ],
+    extras_require={
+        "dev": ["pytest>=8", "pytest-timeout>=2"],
+    },
+)
