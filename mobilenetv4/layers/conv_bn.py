@@ -1,0 +1,67 @@
+"""Conv-BN-activation, the unit every MobileNetV4 block is made of."""
+import tf_keras as keras
+
+from mobilenetv4.layers.common import (
+    PADDINGS, batch_norm, get_activation, kernel_init, register, symmetric_pad)
+
+
+@register
+class ConvBN(keras.layers.Layer):
+  """Conv2D or DepthwiseConv2D, then BatchNorm, then an optional activation.
+
+  `padding` is "same" (TF: at stride 2 on even inputs the extra pixel goes bottom/right) or
+  "symmetric" (PyTorch/timm: k//2 on every side), which matters only for strided kernels > 1.
+  """
+
+  def __init__(self, filters=None, kernel_size=1, strides=1, depthwise=False, activation=None,
+               use_bn=True, padding="same", bn_momentum=0.99, bn_epsilon=1e-5,
+               kernel_regularizer=None, **kwargs):
+    super().__init__(**kwargs)
+    if padding not in PADDINGS:
+      raise ValueError(f"padding={padding!r}; choose one of {PADDINGS}")
+    if not depthwise and not filters:
+      raise ValueError(f"{self.name}: a regular conv needs filters > 0, got {filters!r}")
+    self.filters = filters
+    self.kernel_size = kernel_size
+    self.strides = strides
+    self.depthwise = depthwise
+    self.activation = activation
+    self.use_bn = use_bn
+    self.padding = padding
+    self.bn_momentum = bn_momentum
+    self.bn_epsilon = bn_epsilon
+    self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
+
+    explicit_pad = padding == "symmetric" and strides > 1 and kernel_size > 1
+    self.pad = symmetric_pad(kernel_size, name="pad") if explicit_pad else None
+    conv_padding = "valid" if explicit_pad else "same"
+    if depthwise:
+      self.conv = keras.layers.DepthwiseConv2D(
+          kernel_size, strides, padding=conv_padding, use_bias=False,
+          depthwise_initializer=kernel_init(), depthwise_regularizer=self.kernel_regularizer,
+          name="conv")
+    else:
+      self.conv = keras.layers.Conv2D(
+          filters, kernel_size, strides, padding=conv_padding, use_bias=False,
+          kernel_initializer=kernel_init(), kernel_regularizer=self.kernel_regularizer,
+          name="conv")
+    self.bn = batch_norm(bn_momentum, bn_epsilon, name="bn") if use_bn else None
+    self.act = get_activation(activation)
+
+  def call(self, x, training=None):
+    if self.pad is not None:
+      x = self.pad(x)
+    x = self.conv(x)
+    if self.bn is not None:
+      x = self.bn(x, training=training)
+    return self.act(x) if self.act is not None else x
+
+  def get_config(self):
+    config = super().get_config()
+    config.update(
+        filters=self.filters, kernel_size=self.kernel_size, strides=self.strides,
+        depthwise=self.depthwise, activation=self.activation, use_bn=self.use_bn,
+        padding=self.padding, bn_momentum=self.bn_momentum, bn_epsilon=self.bn_epsilon,
+        kernel_regularizer=keras.regularizers.serialize(self.kernel_regularizer)
+        if self.kernel_regularizer else None)
+    return config

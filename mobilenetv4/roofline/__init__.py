@@ -1,0 +1,6 @@
+"""Roofline analysis of tf_keras models (MobileNetV4 paper Sec. 3, Eq. 1, Appendix F)."""
+from mobilenetv4.roofline.fit import RooflineFit, fit_ridge_point, spearman
+from mobilenetv4.roofline.ops import (BYTES_PER_VALUE, RooflineOp, bytes_per_value, make_op,
+                                      model_time, op_time, ridge_point)
+from mobilenetv4.roofline.sweep import (DEFAULT_RIDGE_POINTS, FIGURE_RIDGE_POINTS,
+                                        memory_bound_fraction, op_times, sweep)
