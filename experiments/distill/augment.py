@@ -1,0 +1,69 @@
+"""The augmentations of the paper's distillation datasets (Section 8), on uint8 images.
+
+D1: Inception crop + RandAugment l2m9; D2: Inception crop + extreme Mixup; D3: Inception crop +
+RandAugment l2m5. Crop and RandAugment come from Model Garden (`official.vision.ops`).
+"""
+import tensorflow as tf
+from official.vision.ops import augment as mg_augment
+from official.vision.ops import preprocess_ops
+
+# Model Garden's RandAugment pixel constants are tuned for 224x224 ImageNet crops; they are
+# scaled with the crop size so that a translate or cutout covers the same fraction of the image.
+_REF_SIZE = 224.0
+_TRANSLATE_CONST = 100.0
+_CUTOUT_CONST = 40.0
+
+
+def inception_crop(image, image_size):
+  """Random crop of 8%-100% of the area, aspect 3/4-4/3, resized to image_size (uint8 out)."""
+  crop = preprocess_ops.random_crop_image(image, seed=None)
+  crop = tf.image.resize(crop, image_size, method="bilinear", antialias=True)
+  return tf.cast(tf.clip_by_value(tf.round(crop), 0.0, 255.0), tf.uint8)
+
+
+def rand_augment(num_layers, magnitude, image_size):
+  """Model Garden RandAugment with its pixel constants scaled to `image_size`."""
+  scale = min(image_size) / _REF_SIZE
+  return mg_augment.RandAugment(num_layers=num_layers, magnitude=magnitude,
+                                translate_const=_TRANSLATE_CONST * scale,
+                                cutout_const=max(1.0, _CUTOUT_CONST * scale))
+
+
+def extreme_mixup(images, alpha=1.0):
+  """Mixes each image of a batch with its neighbour (batch shifted by one), big_vision style.
+
+  a ~ Beta(alpha, alpha) per image and a = max(a, 1 - a), so each image keeps at least half of
+  its own content. Labels are not mixed: the teacher labels the mixed image.
+  """
+  x = tf.cast(images, tf.float32)
+  n = tf.shape(x)[0]
+  g1 = tf.random.gamma([n], alpha)
+  g2 = tf.random.gamma([n], alpha)
+  a = g1 / (g1 + g2)
+  a = tf.maximum(a, 1.0 - a)[:, None, None, None]
+  mixed = a * x + (1.0 - a) * tf.roll(x, shift=1, axis=0)
+  return tf.cast(tf.clip_by_value(tf.round(mixed), 0.0, 255.0), tf.uint8)
+
+
+AUGMENTATIONS = ("randaugment", "mixup")
+
+
+def augment_dataset(images, kind, image_size, randaugment_layers=2, randaugment_magnitude=9,
+                    mixup_alpha=1.0, mixup_group=64):
+  """Maps a dataset of uint8 [H, W, 3] images to augmented uint8 [*image_size, 3] images.
+
+  kind "randaugment": Inception crop then RandAugment(layers, magnitude).
+  kind "mixup": Inception crop then extreme Mixup inside groups of `mixup_group` images.
+  Maps run sequentially so that a fixed global seed reproduces a shard exactly (resume relies
+  on it); the teacher, not the augmentation, dominates generation time.
+  """
+  image_size = tuple(image_size)
+  cropped = images.map(lambda im: inception_crop(im, image_size))
+  if kind == "randaugment":
+    policy = rand_augment(randaugment_layers, randaugment_magnitude, image_size)
+    return cropped.map(policy.distort)
+  if kind == "mixup":
+    if not mixup_alpha > 0:
+      raise ValueError(f"mixup_alpha must be positive, got {mixup_alpha}")
+    return cropped.batch(mixup_group).map(lambda b: extreme_mixup(b, mixup_alpha)).unbatch()
+  raise ValueError(f"unknown augmentation {kind!r}; choose one of {AUGMENTATIONS}")

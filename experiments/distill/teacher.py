@@ -1,0 +1,107 @@
+"""Runs a teacher (any tf_keras model, Keras file or SavedModel) under tf.distribute."""
+import os
+
+import numpy as np
+import tensorflow as tf
+import tf_keras as keras
+
+TEACHER_OUTPUTS = ("logits", "probabilities")
+
+
+def load_teacher(teacher):
+  """Returns a callable model from a tf_keras.Model, a .keras/.h5 file or a SavedModel dir."""
+  if callable(teacher):
+    return teacher
+  path = os.fspath(teacher)
+  if not tf.io.gfile.exists(path):
+    raise FileNotFoundError(f"teacher {path!r} does not exist; pass a tf_keras model file "
+                            "(.keras/.h5) or a SavedModel directory")
+  try:
+    import mobilenetv4  # registered layers, when the library is installed
+    custom = mobilenetv4.custom_objects()
+  except (ImportError, AttributeError):
+    custom = {}
+  try:
+    return keras.models.load_model(path, custom_objects=custom, compile=False)
+  except (ValueError, OSError, TypeError):
+    if not tf.saved_model.contains_saved_model(path):
+      raise ValueError(f"cannot load teacher {path!r}: it is neither a tf_keras model file nor "
+                       "a SavedModel") from None
+  loaded = tf.saved_model.load(path)
+  if "serving_default" not in getattr(loaded, "signatures", {}):
+    raise ValueError(f"SavedModel {path!r} has no 'serving_default' signature to call")
+  signature = loaded.signatures["serving_default"]
+
+  def call(images, training=False):
+    del training
+    outputs = signature(images)
+    if len(outputs) != 1:
+      raise ValueError(f"SavedModel {path!r} returns {sorted(outputs)}; expected one output")
+    return next(iter(outputs.values()))
+
+  call._keep_alive = loaded  # the signature needs the loaded object alive
+  return call
+
+
+def make_strategy(name="default"):
+  """default (one device), mirrored (all local GPUs or CPUs), or tpu."""
+  if name == "default":
+    return tf.distribute.get_strategy()
+  if name == "mirrored":
+    return tf.distribute.MirroredStrategy()
+  if name == "tpu":
+    resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
+    tf.config.experimental_connect_to_cluster(resolver)
+    tf.tpu.experimental.initialize_tpu_system(resolver)
+    return tf.distribute.TPUStrategy(resolver)
+  raise ValueError(f"unknown strategy {name!r}; choose 'default', 'mirrored' or 'tpu'")
+
+
+class TeacherRunner:
+  """Maps uint8 image batches to teacher probabilities, splitting each batch over replicas.
+
+  `preprocess` turns uint8 [B, H, W, 3] into what the teacher was trained on. `output` says
+  whether the teacher ends in logits (softmax applied here, at `temperature`) or probabilities.
+  Batches are padded to `batch_size` so the distributed function traces once.
+  """
+
+  def __init__(self, model, batch_size, preprocess, output="logits", temperature=1.0,
+               strategy=None):
+    if output not in TEACHER_OUTPUTS:
+      raise ValueError(f"teacher output {output!r} unknown; choose one of {TEACHER_OUTPUTS}")
+    self.strategy = strategy or tf.distribute.get_strategy()
+    replicas = self.strategy.num_replicas_in_sync
+    if batch_size % replicas:
+      raise ValueError(f"batch_size {batch_size} must be a multiple of the {replicas} replicas")
+    self.batch_size = batch_size
+    self.per_replica = batch_size // replicas
+    self.model = model
+
+    def step(images):
+      out = model(preprocess(images), training=False)
+      out = tf.cast(out, tf.float32)
+      return tf.nn.softmax(out / temperature) if output == "logits" else out
+
+    @tf.function
+    def run(per_replica_images):
+      probs = self.strategy.run(step, args=(per_replica_images,))
+      return self.strategy.gather(probs, axis=0)
+
+    self._run = run
+
+  def __call__(self, images):
+    images = np.asarray(images)
+    n = len(images)
+    if n > self.batch_size:
+      raise ValueError(f"got {n} images, more than batch_size {self.batch_size}")
+    if n < self.batch_size:
+      pad = np.zeros((self.batch_size - n,) + images.shape[1:], images.dtype)
+      images = np.concatenate([images, pad])
+    chunks = [images[i * self.per_replica:(i + 1) * self.per_replica]
+              for i in range(self.strategy.num_replicas_in_sync)]
+    dist = self.strategy.experimental_distribute_values_from_function(
+        lambda ctx: tf.constant(chunks[ctx.replica_id_in_sync_group]))
+    probs = self._run(dist).numpy()[:n]
+    if not np.all(np.isfinite(probs)):
+      raise ValueError("teacher produced non-finite outputs; check its weights and preprocess")
+    return probs
