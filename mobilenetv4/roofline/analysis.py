@@ -5,6 +5,7 @@ MACs, parameters and shapes come from the model library's count, `mobilenetv4.co
 into roofline ops. Pooling layers (no MACs, but they read a whole feature map) are added from the
 model's own layers, in network order.
 """
+import math
 from typing import List
 
 import tf_keras as keras
@@ -22,6 +23,35 @@ def _shapes(shape):
     return [tuple(shape)]
 
 
+def attention_activation_shapes(layer, input_shape):
+    """(read, written) tensor shapes of the two attention matmuls of one attention core.
+
+    QK^T reads Q [n*heads, dk] and K [m*kv_heads, dk] and writes logits [heads, n, m]; AV reads
+    the (softmaxed) logits and V [m*kv_heads, dv] and writes O [n*heads, dv]. The op's activation
+    bytes are all of these: the logits are written once and read once.
+    """
+    n = int(input_shape[1]) * int(input_shape[2])
+    m = math.ceil(int(input_shape[1]) / layer.kv_strides) * math.ceil(
+        int(input_shape[2]) / layer.kv_strides)
+    h, dk, dv = layer.num_heads, layer.key_dim, layer.value_dim
+    kv_heads = h if layer.attention_type == "mhsa" else 1
+    logits = (h, n, m)
+    reads = [(n * h, dk), (m * kv_heads, dk), logits, (m * kv_heads, dv)]
+    return reads, [logits, (n * h, dv)]
+
+
+def _op_shapes(c):
+    """(shapes read, shapes written, kind) of one LayerCost under the byte conventions."""
+    if c.kind == "attention_matmul":
+        reads, writes = attention_activation_shapes(c.layer, c.input_shape)
+        return reads, writes, c.kind
+    kind = c.kind
+    groups = getattr(c.layer, "groups", 1)
+    if kind == "conv" and groups > 1 and groups == int(c.input_shape[-1]):
+        kind = "dwconv"  # a Conv2D with one group per channel (ConvNeXt's) is a depthwise conv
+    return _shapes(c.input_shape), _shapes(c.output_shape), kind
+
+
 def _top_level_index(model: keras.Model):
     """Position of each top-level layer in the model, for ordering ops."""
     return {layer.name: i for i, layer in enumerate(model.layers)}
@@ -32,7 +62,7 @@ def _pooling_ops(model: keras.Model, precision: str, index) -> List[tuple]:
     for layer in model.layers:
         if isinstance(layer, POOLING_LAYERS):
             op = make_op(layer.name, layer.name, "pool", 0, 0, _shapes(layer.input_shape),
-                         layer.output_shape, precision)
+                         _shapes(layer.output_shape), precision)
             ops.append((index[layer.name], op))
     return ops
 
@@ -46,8 +76,8 @@ def roofline_ops(model: keras.Model, precision: str = "int8") -> List[RooflineOp
     index = _top_level_index(model)
     ranked = []
     for order, c in enumerate(layer_costs(model)):
-        op = make_op(c.block, c.name, c.kind, c.macs, c.params, _shapes(c.input_shape),
-                     c.output_shape, precision)
+        reads, writes, kind = _op_shapes(c)
+        op = make_op(c.block, c.name, kind, c.macs, c.params, reads, writes, precision)
         ranked.append(((index.get(c.block, -1), order), op))
     # A pooling layer goes after every costed op of the top-level layers before it.
     for idx, op in _pooling_ops(model, precision, index):

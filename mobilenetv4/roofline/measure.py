@@ -1,11 +1,11 @@
 """Measure INT8 single-thread CPU latency of models for the roofline fit (paper Table 16).
 
 Protocol (paper Appendix B style): full-INT8 TFLite model (random calibration images: enough for
-latency, not for accuracy), ai_edge_litert Interpreter with num_threads=1 (XNNPACK as shipped),
-warm-up, then `repeats` rounds; in each round every model runs `runs` invocations back to back and
-its mean is recorded; rounds interleave the models so that load from other processes falls on all
-of them alike. Reported latency = median over rounds of the per-round mean. Models slower than
-`max_secs / runs` per call get fewer runs per round (the CSV says how many).
+latency, not for accuracy), timed with the export issue's benchmark (`tflite.benchmark.appendix_b`:
+ai_edge_litert, XNNPACK, 1 thread, pinned to the fastest core, `runs` invocations per mean, median
+of `repeats` means, models interleaved so that load from other processes falls on all alike).
+Models slower than `max_secs / runs` per call get fewer runs per round (300, 100 or 30; the CSV
+says how many); each such group is interleaved within itself.
 
     python -m mobilenetv4.roofline.measure --models conv_small,mobilenet_v2_100 \
         --out docs/roofline/latency_int8_cpu.csv
@@ -13,7 +13,6 @@ of them alike. Reported latency = median over rounds of the per-round mean. Mode
 import argparse
 import csv
 import os
-import statistics
 import sys
 import time
 from typing import List
@@ -23,7 +22,8 @@ import numpy as np
 from mobilenetv4.roofline import zoo
 
 CSV_FIELDS = ("model", "family", "resolution", "latency_ms", "round_means_ms", "runs_per_round",
-              "rounds", "tflite_kib")
+              "rounds", "tflite_kib", "core")
+RUN_TIERS = (300, 100, 30)
 
 
 def convert_int8(model, resolution: int, calibration_steps: int = 4, seed: int = 0) -> bytes:
@@ -46,67 +46,54 @@ def convert_int8(model, resolution: int, calibration_steps: int = 4, seed: int =
     return conv.convert()
 
 
-def make_interpreter(flatbuffer: bytes):
-    from ai_edge_litert.interpreter import Interpreter
-    interp = Interpreter(model_content=flatbuffer, num_threads=1)
-    interp.allocate_tensors()
-    inp = interp.get_input_details()[0]
-    rng = np.random.default_rng(0)
-    info = np.iinfo(inp["dtype"]) if np.issubdtype(inp["dtype"], np.integer) else None
-    data = (rng.integers(info.min, info.max + 1, inp["shape"]).astype(inp["dtype"]) if info
-            else rng.standard_normal(inp["shape"]).astype(inp["dtype"]))
-    interp.set_tensor(inp["index"], data)
-    return interp
-
-
-def mean_latency_s(interp, runs: int) -> float:
-    start = time.perf_counter()
-    for _ in range(runs):
-        interp.invoke()
-    return (time.perf_counter() - start) / runs
-
-
-def load_or_convert(spec: zoo.ModelSpec, cache_dir: str) -> bytes:
+def load_or_convert(spec: zoo.ModelSpec, cache_dir: str) -> str:
+    """Path of the model's INT8 .tflite, converting it on first use."""
     path = os.path.join(cache_dir, f"{spec.name}_{spec.resolution}_int8.tflite")
-    if os.path.exists(path):
-        with open(path, "rb") as f:
-            return f.read()
-    import tf_keras as keras
-    keras.backend.clear_session()
-    flatbuffer = convert_int8(spec.build(), spec.resolution)
-    os.makedirs(cache_dir, exist_ok=True)
-    with open(path, "wb") as f:
-        f.write(flatbuffer)
-    return flatbuffer
+    if not os.path.exists(path):
+        import tf_keras as keras
+        keras.backend.clear_session()
+        flatbuffer = convert_int8(spec.build(), spec.resolution)
+        os.makedirs(cache_dir, exist_ok=True)
+        with open(path + ".tmp", "wb") as f:
+            f.write(flatbuffer)
+        os.replace(path + ".tmp", path)
+    return path
 
 
-def measure(specs: List[zoo.ModelSpec], runs: int = 1000, repeats: int = 5, warmup: int = 20,
-            max_secs: float = 20.0, cache_dir: str = "/tmp/mobilenetv4_roofline_tflite",
-            log=print) -> List[dict]:
-    """Latency rows (see CSV_FIELDS) for each spec, measured interleaved as described above."""
-    interps, sizes, runs_for = {}, {}, {}
+def runs_tier(probe_s: float, runs: int, max_secs: float) -> int:
+    """Largest of runs, 300, 100, 30 (not above runs) whose round fits in max_secs."""
+    tiers = sorted({runs} | {t for t in RUN_TIERS if t < runs}, reverse=True)
+    return next((t for t in tiers if t * probe_s <= max_secs), tiers[-1])
+
+
+def measure(specs: List[zoo.ModelSpec], runs: int = 1000, repeats: int = 5, max_secs: float = 20.0,
+            cache_dir: str = "/tmp/mobilenetv4_roofline_tflite", log=print) -> List[dict]:
+    """Latency rows (see CSV_FIELDS); timing by tflite.benchmark.appendix_b, one interleaved
+    run per group of models that share a runs-per-round count."""
+    from tflite import benchmark, runtime
+    paths, tier = {}, {}
     for i, spec in enumerate(specs, 1):
         t0 = time.time()
-        flatbuffer = load_or_convert(spec, cache_dir)
-        interps[spec.label] = make_interpreter(flatbuffer)
-        sizes[spec.label] = len(flatbuffer) / 1024
-        for _ in range(warmup):
-            interps[spec.label].invoke()
-        probe = mean_latency_s(interps[spec.label], 5)
-        runs_for[spec.label] = max(20, min(runs, int(max_secs / probe)))
+        paths[spec.label] = load_or_convert(spec, cache_dir)
+        interp = benchmark.prepare(paths[spec.label], num_threads=1, xnnpack=True, warmup_runs=3)
+        probe_s = benchmark.mean_latency_ms(interp, 5) / 1e3
+        tier[spec.label] = runs_tier(probe_s, runs, max_secs)
         log(f"[{i}/{len(specs)}] {spec.label}: ready in {time.time() - t0:.0f}s, "
-            f"~{probe * 1e3:.2f} ms/call, {runs_for[spec.label]} runs per round")
-    means = {s.label: [] for s in specs}
-    for r in range(repeats):
-        for spec in specs:
-            means[spec.label].append(mean_latency_s(interps[spec.label], runs_for[spec.label]))
-        log(f"round {r + 1}/{repeats}: " + ", ".join(
-            f"{s.name} {means[s.label][-1] * 1e3:.2f}" for s in specs) + " ms")
-    return [dict(model=s.name, family=s.family, resolution=s.resolution,
-                 latency_ms=round(statistics.median(means[s.label]) * 1e3, 4),
-                 round_means_ms=" ".join(f"{m * 1e3:.3f}" for m in means[s.label]),
-                 runs_per_round=runs_for[s.label], rounds=repeats,
-                 tflite_kib=round(sizes[s.label], 1)) for s in specs]
+            f"~{probe_s * 1e3:.2f} ms/call -> {tier[spec.label]} runs per round")
+    rows = {}
+    for n in sorted(set(tier.values()), reverse=True):
+        group = [s for s in specs if tier[s.label] == n]
+        log(f"timing {len(group)} model(s) interleaved, {n} runs x {repeats} rounds")
+        result = benchmark.appendix_b([paths[s.label] for s in group], num_runs=n, repeats=repeats,
+                                      log=log)
+        for s, m in zip(group, result["models"]):
+            rows[s.label] = dict(
+                model=s.name, family=s.family, resolution=s.resolution,
+                latency_ms=round(m["median_ms"], 4),
+                round_means_ms=" ".join(f"{x:.3f}" for x in m["means_ms"]), runs_per_round=n,
+                rounds=repeats, tflite_kib=round(os.path.getsize(paths[s.label]) / 1024, 1),
+                core=result["protocol"]["core"])
+    return [rows[s.label] for s in specs]
 
 
 def write_csv(rows, path: str) -> None:

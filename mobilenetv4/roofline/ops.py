@@ -53,11 +53,11 @@ class RooflineOp:
         return self.macs / self.bytes if self.bytes else math.inf
 
 
-def make_op(block, name, kind, macs, params, input_shapes: Sequence[Tuple], output_shape,
-            precision: str) -> RooflineOp:
-    """Apply the byte conventions above to one layer's shapes and counts."""
+def make_op(block, name, kind, macs, params, input_shapes: Sequence[Tuple],
+            output_shapes: Sequence[Tuple], precision: str) -> RooflineOp:
+    """Apply the byte conventions above to one layer's counts and tensor shapes (read, written)."""
     bpv = bytes_per_value(precision)
-    activations = sum(num_elements(s) for s in input_shapes) + num_elements(output_shape)
+    activations = sum(num_elements(s) for s in list(input_shapes) + list(output_shapes))
     return RooflineOp(block=block, name=name, kind=kind, macs=int(macs),
                       weight_bytes=int(params) * bpv, activation_bytes=activations * bpv)
 
