@@ -1,0 +1,1 @@
+"""Gin-configured experiments: training (experiments.train), distillation, NAS."""

@@ -1,0 +1,391 @@
+"""tf.data input pipelines for image classification.
+
+A *source* lists encoded examples (key, image bytes, label); the pipeline decodes,
+augments (Model Garden's `official.vision.ops`), batches per replica and applies
+Mixup/CutMix. Train batches are (images float32 [B, H, W, 3], labels float32
+[B, classes]): one-hot, or soft after Mixup/CutMix. Label smoothing is left to the
+loss so that every label source (hard, mixed, distilled) is treated the same.
+
+Dataset specs are strings, so one gin binding switches datasets:
+  "sklearn_digits"          the 8x8 digits bundled in scikit-learn (offline)
+  "tfds:NAME[/CONFIG]"      any TFDS image classification dataset
+  "folder:DIR"              DIR/CLASS_NAME/*.jpg|png|... (class = sub-folder)
+  "tfrecord:GLOB"           tf.Example records (image/encoded, image/class/label)
+"""
+import dataclasses
+import glob
+import os
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from official.vision.ops import augment
+from official.vision.ops import preprocess_ops
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp")
+# First bytes of the formats tf.io.decode_image reads; checked in-graph so that
+# a bad file fails with its own name instead of an anonymous decode error.
+_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"BM", b"RIFF")
+
+
+class DataError(ValueError):
+  """A dataset is missing, empty or malformed; the message says which and why."""
+
+
+@dataclasses.dataclass
+class Source:
+  """Encoded examples of one split. `read(input_context, seed)` yields
+  (key string, encoded image bytes, int64 label), sharded per input pipeline."""
+  name: str
+  num_examples: int
+  num_classes: int
+  read: Callable[[Optional[tf.distribute.InputContext], Optional[int]],
+                 tf.data.Dataset]
+
+
+def _shard(ds, ctx):
+  if ctx is not None and ctx.num_input_pipelines > 1:
+    ds = ds.shard(ctx.num_input_pipelines, ctx.input_pipeline_id)
+  return ds
+
+
+def _in_memory_source(name, keys, images, labels, num_classes):
+  keys = np.asarray(keys)
+  images = np.asarray(images, dtype=object)
+  labels = np.asarray(labels, dtype=np.int64)
+  def read(ctx, seed):
+    del seed  # whole-example shuffling happens in the pipeline
+    return _shard(tf.data.Dataset.from_tensor_slices((keys, images, labels)),
+                  ctx)
+  return Source(name, len(labels), num_classes, read)
+
+
+def sklearn_digits_source(split, eval_fraction=0.2):
+  """scikit-learn's bundled 8x8 handwritten digits (1,797 images, 10 classes).
+
+  A fixed stratified split keeps the held-out part disjoint from training.
+  """
+  from sklearn.datasets import load_digits
+  from sklearn.model_selection import train_test_split
+  digits = load_digits()
+  idx_train, idx_eval = train_test_split(
+      np.arange(len(digits.target)), test_size=eval_fraction,
+      stratify=digits.target, random_state=0)
+  idx = idx_train if split == "train" else idx_eval
+  pixels = np.round(digits.images[idx] * (255.0 / 16.0)).astype(np.uint8)
+  encoded = [tf.io.encode_png(p[:, :, None]).numpy() for p in pixels]
+  keys = [f"sklearn_digits[{i}]" for i in idx]
+  return _in_memory_source(f"sklearn_digits:{split}", keys, encoded,
+                           digits.target[idx], 10)
+
+
+def image_folder_source(directory):
+  """Images in DIR/CLASS/..., classes sorted by name (label = index)."""
+  if not os.path.isdir(directory):
+    raise DataError(f"image folder '{directory}' does not exist; pass a "
+                    "directory holding one sub-folder of images per class")
+  classes = sorted(d for d in os.listdir(directory)
+                   if os.path.isdir(os.path.join(directory, d)))
+  if not classes:
+    raise DataError(f"image folder '{directory}' has no class sub-folders; "
+                    "expected DIR/CLASS_NAME/IMAGE files")
+  paths, labels = [], []
+  for label, cls in enumerate(classes):
+    for root, _, files in os.walk(os.path.join(directory, cls)):
+      for f in sorted(files):
+        if f.lower().endswith(IMAGE_EXTENSIONS):
+          paths.append(os.path.join(root, f))
+          labels.append(label)
+  if not paths:
+    raise DataError(f"image folder '{directory}' holds no image files "
+                    f"({', '.join(IMAGE_EXTENSIONS)})")
+  paths = np.asarray(paths)
+  labels = np.asarray(labels, np.int64)
+  def read(ctx, seed):
+    del seed
+    ds = _shard(tf.data.Dataset.from_tensor_slices((paths, labels)), ctx)
+    return ds.map(lambda p, l: (p, tf.io.read_file(p), l),
+                  num_parallel_calls=tf.data.AUTOTUNE)
+  return Source(f"folder:{directory}", len(paths), len(classes), read)
+
+
+def tfrecord_source(pattern, num_classes, num_examples=None,
+                    image_key="image/encoded", label_key="image/class/label",
+                    label_offset=0):
+  """tf.Example records; label = record[label_key] - label_offset.
+
+  Files are sharded per input pipeline. Without `num_examples` the records are
+  counted once (one pass over the files).
+  """
+  files = sorted(glob.glob(pattern))
+  if not files:
+    raise DataError(f"no TFRecord files match '{pattern}'")
+  if num_classes is None:
+    raise DataError(f"tfrecord source '{pattern}' needs num_classes")
+  if num_examples is None:
+    num_examples = sum(1 for _ in tf.data.TFRecordDataset(files))
+  features = {image_key: tf.io.FixedLenFeature([], tf.string),
+              label_key: tf.io.FixedLenFeature([], tf.int64)}
+  def parse(filename, record):
+    ex = tf.io.parse_single_example(record, features)
+    return filename, ex[image_key], ex[label_key] - label_offset
+  def read(ctx, seed):
+    names = _shard(tf.data.Dataset.from_tensor_slices(files), ctx)
+    if seed is not None:
+      names = names.shuffle(len(files), seed=seed)
+    return names.interleave(
+        lambda f: tf.data.TFRecordDataset(f).map(lambda r: parse(f, r)),
+        cycle_length=16, num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True)
+  return Source(f"tfrecord:{pattern}", num_examples, num_classes, read)
+
+
+def tfds_source(name, split, data_dir=None, manual_dir=None, download=False):
+  """A TFDS image classification dataset with 'image' and 'label' features.
+
+  imagenet2012 needs its tar files in `manual_dir` (TFDS manual download).
+  Nothing is downloaded unless `download=True`.
+  """
+  import tensorflow_datasets as tfds
+  if manual_dir is not None and not os.path.isdir(manual_dir):
+    raise DataError(f"TFDS manual_dir '{manual_dir}' does not exist; put the "
+                    f"dataset's downloaded archives there (see TFDS's page for "
+                    f"'{name}')")
+  if data_dir is not None and not os.path.isdir(data_dir):
+    raise DataError(f"TFDS data_dir '{data_dir}' does not exist")
+  try:
+    builder = tfds.builder(name, data_dir=data_dir)
+  except tfds.core.registered.DatasetNotFoundError as e:
+    raise DataError(f"unknown TFDS dataset '{name}': {str(e).splitlines()[0]}")
+  if not builder.is_prepared():
+    if manual_dir is None and not download:
+      raise DataError(
+          f"TFDS dataset '{name}' is not prepared in '{builder.data_dir}'; "
+          "prepare it (`tfds build`), pass manual_dir= for manual-download "
+          "datasets, or allow download=True")
+    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
+        manual_dir=manual_dir))
+  info = builder.info
+  if split not in info.splits:
+    raise DataError(f"TFDS dataset '{name}' has no split '{split}'; it has "
+                    f"{sorted(info.splits.keys())}")
+  if "image" not in info.features or "label" not in info.features:
+    raise DataError(f"TFDS dataset '{name}' lacks 'image'/'label' features")
+  def read(ctx, seed):
+    ds = builder.as_dataset(
+        split=split, shuffle_files=seed is not None,
+        decoders={"image": tfds.decode.SkipDecoding()},
+        read_config=tfds.ReadConfig(input_context=ctx, shuffle_seed=seed,
+                                    add_tfds_id=True))
+    return ds.map(lambda ex: (ex["tfds_id"], ex["image"], ex["label"]))
+  return Source(f"tfds:{name}:{split}", info.splits[split].num_examples,
+                info.features["label"].num_classes, read)
+
+
+def eval_split_of(spec):
+  """The held-out counterpart of a training spec (None when it has none)."""
+  kind, _, arg = spec.partition(":")
+  if kind == "sklearn_digits" or kind == "tfds":
+    return spec
+  return None
+
+
+def make_source(spec, split, tfds_data_dir=None, tfds_manual_dir=None,
+                tfds_download=False, num_classes=None, num_examples=None):
+  """Builds a Source from a spec string (see module docstring).
+
+  `split` is "train" or "eval"; for TFDS, eval is 'validation' when the
+  dataset has it, else 'test'.
+  """
+  kind, _, arg = spec.partition(":")
+  if kind == "sklearn_digits":
+    return sklearn_digits_source(split)
+  if kind == "tfds":
+    if not arg:
+      raise DataError("tfds spec needs a dataset name, e.g. 'tfds:mnist'")
+    tfds_split = split
+    if split == "eval":
+      import tensorflow_datasets as tfds
+      try:
+        splits = tfds.builder(arg, data_dir=tfds_data_dir).info.splits
+      except Exception:  # let tfds_source report the real problem
+        splits = {}
+      tfds_split = "validation" if "validation" in splits else "test"
+    return tfds_source(arg, tfds_split, tfds_data_dir, tfds_manual_dir,
+                       tfds_download)
+  if kind == "folder":
+    return image_folder_source(arg)
+  if kind == "tfrecord":
+    return tfrecord_source(arg, num_classes, num_examples)
+  raise DataError(f"unknown dataset spec '{spec}'; use sklearn_digits, "
+                  "tfds:NAME, folder:DIR or tfrecord:GLOB")
+
+
+def decode(key, encoded):
+  """Decodes to uint8 RGB; a non-image fails naming `key` (the file/record)."""
+  head = tf.strings.substr(encoded, 0, 4)
+  known = tf.reduce_any([tf.strings.substr(head, 0, len(s)) == s
+                         for s in _SIGNATURES])
+  with tf.control_dependencies([tf.debugging.Assert(
+      known, ["undecodable image (not JPEG/PNG/GIF/BMP/WebP):", key],
+      summarize=1)]):
+    image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
+  return image
+
+
+@dataclasses.dataclass
+class Augmentation:
+  """Train-time augmentation of Table 10 (defaults: none beyond the crop)."""
+  crop: str = "inception"            # "inception" or "resize"
+  crop_area_range: Sequence[float] = (0.08, 1.0)
+  flip: bool = True
+  randaug_layers: int = 0            # 0 disables RandAugment
+  randaug_magnitude: float = 10.0
+  randaug_prob: Optional[float] = None
+  randaug_exclude_ops: Sequence[str] = ()
+  mix_prob: float = 0.0              # 0 disables Mixup/CutMix
+  mixup_alpha: float = 0.8
+  cutmix_alpha: float = 1.0
+  mix_switch_prob: float = 0.5
+
+
+def _normalize(image):
+  return preprocess_ops.normalize_image(
+      tf.cast(image, tf.float32), offset=preprocess_ops.MEAN_RGB,
+      scale=preprocess_ops.STDDEV_RGB)
+
+
+def train_preprocess(image, image_size, aug, randaug=None):
+  if aug.crop == "inception":
+    image = preprocess_ops.random_crop_image(
+        image, area_range=tuple(aug.crop_area_range))
+  elif aug.crop != "resize":
+    raise DataError(f"unknown crop '{aug.crop}'; use 'inception' or 'resize'")
+  image = tf.image.resize(image, [image_size, image_size], method="bilinear")
+  if aug.flip:
+    image = tf.image.random_flip_left_right(image)
+  image = tf.clip_by_value(image, 0.0, 255.0)
+  if randaug is not None:
+    image = randaug.distort(image)
+  image = _normalize(image)
+  image.set_shape([image_size, image_size, 3])
+  return image
+
+
+def eval_preprocess(image, image_size, crop_fraction):
+  image = preprocess_ops.center_crop_image(image, crop_fraction)
+  image = tf.image.resize(image, [image_size, image_size], method="bilinear")
+  image = _normalize(tf.clip_by_value(image, 0.0, 255.0))
+  image.set_shape([image_size, image_size, 3])
+  return image
+
+
+class ImageClassificationData:
+  """Train and eval pipelines of one dataset, the trainer's data interface.
+
+  The trainer calls `train_dataset(ctx, per_replica_batch, epoch, seed)` for
+  each epoch (the dataset ends after the epoch's batches) and
+  `eval_dataset(ctx, per_replica_batch, num_batches)`, whose elements carry a
+  third item, per-example weights, 0 on padding. Any object with these two
+  methods and `num_classes`, `num_train_examples`, `num_eval_examples` can
+  replace this class (e.g. a distillation dataset with soft labels).
+  """
+
+  def __init__(self, train_source, eval_source, image_size,
+               augmentation=None, eval_crop_fraction=0.875,
+               shuffle_buffer=10_000, deterministic=False, cache=False):
+    self.train_source = train_source
+    self.eval_source = eval_source
+    self.image_size = int(image_size)
+    self.aug = augmentation or Augmentation()
+    self.eval_crop_fraction = eval_crop_fraction
+    self.shuffle_buffer = shuffle_buffer
+    # Sequential maps keep stateful random ops in a fixed order, so that a
+    # resumed run sees exactly the augmentations of an uninterrupted one.
+    self.parallel = None if deterministic else tf.data.AUTOTUNE
+    self.cache = cache
+    self.num_classes = train_source.num_classes
+    self.num_train_examples = train_source.num_examples
+    self.num_eval_examples = eval_source.num_examples if eval_source else 0
+
+  def steps_per_epoch(self, global_batch):
+    steps = self.num_train_examples // global_batch
+    if steps == 0:
+      raise DataError(
+          f"global batch {global_batch} exceeds the {self.num_train_examples} "
+          f"training examples of {self.train_source.name}; lower batch_size")
+    return steps
+
+  def _decoded(self, source, ctx, seed, example_shard=False):
+    # example_shard: read everything, keep every P-th example (even shards).
+    ds = _shard(source.read(None, seed), ctx) if example_shard else \
+        source.read(ctx, seed)
+    ds = ds.map(lambda k, e, l: (decode(k, e), l),
+                num_parallel_calls=self.parallel)
+    return ds.cache() if self.cache else ds
+
+  def train_dataset(self, ctx, per_replica_batch, epoch, seed, skip_steps=0):
+    """One epoch of per-replica batches for this input pipeline.
+
+    Each pipeline yields steps_per_epoch * replicas-in-sync / pipelines batches
+    (repeating its shard if needed) so all workers run the same step count.
+    `skip_steps` replays and drops the epoch's first steps (resume mid-epoch);
+    with deterministic=True the rest equals an uninterrupted epoch.
+    """
+    replicas = ctx.num_replicas_in_sync if ctx else 1
+    pipelines = ctx.num_input_pipelines if ctx else 1
+    n_batches = (self.steps_per_epoch(per_replica_batch * replicas)
+                 * replicas // pipelines)
+    epoch_seed = seed * 1_000_003 + epoch
+    randaug = None
+    if self.aug.randaug_layers:
+      randaug = augment.RandAugment(
+          num_layers=self.aug.randaug_layers,
+          magnitude=self.aug.randaug_magnitude,
+          prob_to_apply=self.aug.randaug_prob,
+          exclude_ops=list(self.aug.randaug_exclude_ops))
+    ds = self._decoded(self.train_source, ctx, epoch_seed)
+    ds = ds.shuffle(self.shuffle_buffer, seed=epoch_seed).repeat()
+    def preprocess(image, label):
+      tf.random.set_seed(epoch_seed)  # graph-level: this map's ops only
+      return train_preprocess(image, self.image_size, self.aug, randaug), label
+    ds = ds.map(preprocess, num_parallel_calls=self.parallel)
+    ds = ds.batch(per_replica_batch, drop_remainder=True).take(n_batches)
+    if self.aug.mix_prob > 0:
+      # label_smoothing=0: the loss smooths, whatever produced the labels.
+      mixer = augment.MixupAndCutmix(
+          num_classes=self.num_classes, mixup_alpha=self.aug.mixup_alpha,
+          cutmix_alpha=self.aug.cutmix_alpha, prob=self.aug.mix_prob,
+          switch_prob=self.aug.mix_switch_prob, label_smoothing=0.0)
+      def mix(images, labels):
+        tf.random.set_seed(epoch_seed)
+        return mixer.distort(images, labels)
+      ds = ds.map(mix, num_parallel_calls=self.parallel)
+    else:
+      ds = ds.map(lambda im, l: (im, tf.one_hot(l, self.num_classes)),
+                  num_parallel_calls=self.parallel)
+    return ds.skip(skip_steps * replicas // pipelines).prefetch(
+        tf.data.AUTOTUNE)
+
+  def eval_dataset(self, ctx, per_replica_batch, num_batches):
+    """Centre-crop eval batches (images, one-hot labels, weights).
+
+    Examples are split evenly over pipelines and padded with weight-0 images
+    so that every replica runs `num_batches` equal-shape steps (TPU-friendly).
+    """
+    if self.eval_source is None:
+      raise DataError("no eval dataset configured")
+    replicas = ctx.num_replicas_in_sync if ctx else 1
+    pipelines = ctx.num_input_pipelines if ctx else 1
+    ds = self._decoded(self.eval_source, ctx, None, example_shard=True)
+    ds = ds.map(lambda im, l: (eval_preprocess(im, self.image_size,
+                                               self.eval_crop_fraction),
+                               tf.one_hot(l, self.num_classes), 1.0),
+                num_parallel_calls=self.parallel)
+    pad = tf.data.Dataset.from_tensors(
+        (tf.zeros([self.image_size, self.image_size, 3]),
+         tf.zeros([self.num_classes]), 0.0)).repeat()
+    ds = ds.concatenate(pad).batch(per_replica_batch, drop_remainder=True)
+    return ds.take(num_batches * replicas // pipelines).prefetch(
+        tf.data.AUTOTUNE)
