@@ -3,6 +3,7 @@
 D1: Inception crop + RandAugment l2m9; D2: Inception crop + extreme Mixup; D3: Inception crop +
 RandAugment l2m5. Crop and RandAugment come from Model Garden (`official.vision.ops`).
 """
+import gin
 import tensorflow as tf
 from official.vision.ops import augment as mg_augment
 from official.vision.ops import preprocess_ops
@@ -14,9 +15,11 @@ _TRANSLATE_CONST = 100.0
 _CUTOUT_CONST = 40.0
 
 
-def inception_crop(image, image_size):
+def inception_crop(image, image_size, area_range=(0.08, 1.0)):
   """Random crop of 8%-100% of the area, aspect 3/4-4/3, resized to image_size (uint8 out)."""
-  crop = preprocess_ops.random_crop_image(image, seed=None)
+  # An explicit op seed: with seed=None the crop ignores the global seed, and shards must be
+  # reproducible for resume. The per-shard global seed still varies the crops between shards.
+  crop = preprocess_ops.random_crop_image(image, area_range=tuple(area_range), seed=1)
   crop = tf.image.resize(crop, image_size, method="bilinear", antialias=True)
   return tf.cast(tf.clip_by_value(tf.round(crop), 0.0, 255.0), tf.uint8)
 
@@ -49,7 +52,7 @@ AUGMENTATIONS = ("randaugment", "mixup")
 
 
 def augment_dataset(images, kind, image_size, randaugment_layers=2, randaugment_magnitude=9,
-                    mixup_alpha=1.0, mixup_group=64):
+                    mixup_alpha=1.0, mixup_group=64, crop_area_range=(0.08, 1.0)):
   """Maps a dataset of uint8 [H, W, 3] images to augmented uint8 [*image_size, 3] images.
 
   kind "randaugment": Inception crop then RandAugment(layers, magnitude).
@@ -58,7 +61,7 @@ def augment_dataset(images, kind, image_size, randaugment_layers=2, randaugment_
   on it); the teacher, not the augmentation, dominates generation time.
   """
   image_size = tuple(image_size)
-  cropped = images.map(lambda im: inception_crop(im, image_size))
+  cropped = images.map(lambda im: inception_crop(im, image_size, crop_area_range))
   if kind == "randaugment":
     policy = rand_augment(randaugment_layers, randaugment_magnitude, image_size)
     return cropped.map(policy.distort)
@@ -67,3 +70,10 @@ def augment_dataset(images, kind, image_size, randaugment_layers=2, randaugment_
       raise ValueError(f"mixup_alpha must be positive, got {mixup_alpha}")
     return cropped.batch(mixup_group).map(lambda b: extreme_mixup(b, mixup_alpha)).unbatch()
   raise ValueError(f"unknown augmentation {kind!r}; choose one of {AUGMENTATIONS}")
+
+
+@gin.configurable(module="distill")
+def normalize(images, mean=preprocess_ops.MEAN_RGB, std=preprocess_ops.STDDEV_RGB):
+  """uint8 -> float32 (x - mean) / std in 0-255 units: the trainer's input convention
+  (experiments.data), used for the teacher at generation and for the student."""
+  return preprocess_ops.normalize_image(tf.cast(images, tf.float32), offset=mean, scale=std)

@@ -21,6 +21,8 @@ import gin
 import numpy as np
 import tensorflow as tf
 
+from experiments import data as data_lib
+from experiments import trainer
 from experiments.distill import augment
 from experiments.distill import relevance
 from experiments.distill import shards
@@ -38,25 +40,27 @@ class Selection:
 
 @dataclasses.dataclass
 class DistillDataset:
+  """One distillation dataset. `source` is a dataset spec of experiments.data ("tfds:NAME",
+  "folder:DIR", "tfrecord:GLOB", "sklearn_digits") read in its fixed order; labels are unused."""
   name: str
-  source: Callable[[], tf.data.Dataset]  # returns uint8 [H, W, 3] images in a fixed order
+  source: str
   augmentation: str  # "randaugment" or "mixup"
   replicas: int
+  split: str = "train"
   randaugment_layers: int = 2
   randaugment_magnitude: float = 9
   mixup_alpha: float = 1.0
+  crop_area_range: tuple = (0.08, 1.0)
   selection: Optional[Selection] = None
+
+  def images(self, classes):
+    """uint8 [H, W, 3] source images in a fixed order."""
+    src = data_lib.make_source(self.source, self.split, num_classes=classes)
+    return src.read(None, None).map(lambda key, encoded, label: data_lib.decode(key, encoded))
 
 
 gin.external_configurable(Selection, module="distill")
 gin.external_configurable(DistillDataset, module="distill")
-
-
-@gin.configurable(module="distill")
-def normalize(images, mean=(0.0, 0.0, 0.0), std=(255.0, 255.0, 255.0)):
-  """uint8 -> float32 (x - mean) / std, per channel, in 0-255 units. Default maps to [0, 1]."""
-  return (tf.cast(images, tf.float32) - tf.constant(mean, tf.float32)) / tf.constant(std,
-                                                                                      tf.float32)
 
 
 def _shard_seed(seed, name, index):
@@ -86,7 +90,8 @@ def _shard_examples(spec, source, num_source, index, num_shards, image_size, jpe
   images = augment.augment_dataset(
       replicas.map(lambda i, im: im), spec.augmentation, image_size,
       randaugment_layers=spec.randaugment_layers,
-      randaugment_magnitude=spec.randaugment_magnitude, mixup_alpha=spec.mixup_alpha)
+      randaugment_magnitude=spec.randaugment_magnitude, mixup_alpha=spec.mixup_alpha,
+      crop_area_range=spec.crop_area_range)
 
   def jpeg_round_trip(i, im):
     data = tf.io.encode_jpeg(im, quality=jpeg_quality)
@@ -112,7 +117,7 @@ def _label(batches, runner, fmt, what, every_secs=30.0):
 def generate(datasets=gin.REQUIRED, teacher=gin.REQUIRED, output_dir=gin.REQUIRED,
              classes=gin.REQUIRED, image_size=(224, 224), num_shards=16, jpeg_quality=95, top_k=0,
              prob_dtype="float16", batch_size=64, teacher_output="logits", temperature=1.0,
-             preprocess=normalize, strategy="default", seed=0, worker_index=0, num_workers=1):
+             preprocess=augment.normalize, strategy="default", seed=0, worker_index=0, num_workers=1):
   """Writes this worker's shards of every dataset into output_dir; returns their sidecars.
 
   teacher: a tf_keras model, a model file or SavedModel path. preprocess maps uint8 images to
@@ -129,7 +134,7 @@ def generate(datasets=gin.REQUIRED, teacher=gin.REQUIRED, output_dir=gin.REQUIRE
   fmt = shards.LabelFormat(classes=classes, top_k=top_k, prob_dtype=prob_dtype)
   image_size = tuple(image_size)
   tf.io.gfile.makedirs(output_dir)
-  strategy = teacher_lib.make_strategy(strategy) if isinstance(strategy, str) else strategy
+  strategy = trainer.make_strategy(strategy) if isinstance(strategy, str) else strategy
   with strategy.scope():
     model = teacher_lib.load_teacher(teacher)
   runner = teacher_lib.TeacherRunner(model, batch_size, preprocess, output=teacher_output,
@@ -137,7 +142,7 @@ def generate(datasets=gin.REQUIRED, teacher=gin.REQUIRED, output_dir=gin.REQUIRE
   mine = [i for i in range(num_shards) if i % num_workers == worker_index]
   written = []
   for spec in datasets:
-    source = spec.source()
+    source = spec.images(classes)
     if spec.selection is not None:
       tf.random.set_seed(seed)
       chosen = _select(spec, source, image_size, batch_size, preprocess, strategy, seed)

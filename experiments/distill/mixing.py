@@ -10,6 +10,7 @@ from typing import Optional, Sequence
 import gin
 import tensorflow as tf
 
+from experiments.distill import augment
 from experiments.distill import shards
 
 
@@ -58,30 +59,92 @@ def mix_datasets(datasets: Sequence[tf.data.Dataset], ratios: Sequence[float], s
 
 
 @gin.configurable(module="distill")
-def distillation_dataset(directory=gin.REQUIRED, datasets=("d1", "d2", "d3"), ratios=(1, 1, 2),
-                         batch_size=gin.REQUIRED, preprocess=None, flip=True, verify="size",
-                         shuffle_buffer=10_000, seed=None, input_context=None):
-  """Batched (images float32 [B,H,W,3], soft labels [B, classes]) for the student.
+class DistillationData:
+  """The trainer's data interface (see experiments.data.ImageClassificationData) over soft-label
+  shards: train batches mix `datasets` at `ratios`; eval comes from `eval_data`.
 
-  preprocess maps uint8 images to the student's input (default: float32 in [0, 255]).
-  `batch_size` is per input pipeline when an input_context is given.
+  directory: where generate wrote the shards. flip: the only augmentation (Appendix H); digits
+  are not mirror-symmetric, so the quickstart turns it off. examples_per_epoch: what one "epoch"
+  of the schedule means (default: all stored examples). eval_data: an ImageClassificationData
+  (e.g. @input_pipeline()) whose eval split measures the student; None for no eval.
   """
-  parts = [soft_label_dataset(directory, name, verify=verify, shuffle_buffer=shuffle_buffer,
-                              seed=None if seed is None else seed + i,
-                              input_context=input_context)
-           for i, name in enumerate(datasets)]
-  classes = {p.element_spec["label"].shape[0] for p in parts}
-  if len(classes) != 1:
-    raise shards.ShardError(f"datasets {list(datasets)} in {directory} store different numbers "
-                            f"of classes {sorted(classes)}; they must share one teacher")
-  mixed = mix_datasets(parts, ratios, seed=seed)
 
-  def student_input(example):
-    image = example["image"]
-    if flip:
-      image = tf.image.random_flip_left_right(image)
-    image = preprocess(image) if preprocess else tf.cast(image, tf.float32)
-    return image, example["label"]
+  def __init__(self, directory=gin.REQUIRED, datasets=("d1", "d2", "d3"), ratios=(1, 1, 2),
+               eval_data=None, flip=True, preprocess=None, examples_per_epoch=None,
+               verify="size", shuffle_buffer=10_000, deterministic=False):
+    self.directory = directory
+    self.datasets = tuple(datasets)
+    self.ratios = tuple(ratios)
+    if len(self.datasets) != len(self.ratios):
+      raise ValueError(f"{len(self.datasets)} datasets {self.datasets} but {len(self.ratios)} "
+                       "mixing ratios; give one ratio per dataset")
+    sides = {name: shards.load_manifest(directory, name, verify=verify)[1]
+             for name in self.datasets}
+    formats = {name: (shards.label_format(s[0]).classes, tuple(s[0]["image_size"]))
+               for name, s in sides.items()}
+    if len(set(formats.values())) != 1:
+      raise shards.ShardError(f"datasets in {directory} differ in (classes, image size): "
+                              f"{formats}; they must come from one teacher and one size")
+    self.num_classes, size = next(iter(formats.values()))
+    if size[0] != size[1]:
+      raise shards.ShardError(f"shards in {directory} hold {size} images; the trainer expects "
+                              "square images")
+    self.image_size = size[0]
+    stored = sum(s["num_examples"] for ss in sides.values() for s in ss)
+    self.num_train_examples = int(examples_per_epoch or stored)
+    self.eval_data = eval_data() if callable(eval_data) else eval_data
+    if self.eval_data is not None:
+      if self.eval_data.num_classes != self.num_classes:
+        raise ValueError(f"eval data has {self.eval_data.num_classes} classes, the teacher's "
+                         f"soft labels {self.num_classes}")
+      if self.eval_data.image_size != self.image_size:
+        raise ValueError(f"eval data is at {self.eval_data.image_size} px, the shards at "
+                         f"{self.image_size}; set the eval pipeline's image_size to match")
+    self.num_eval_examples = self.eval_data.num_eval_examples if self.eval_data else 0
+    self.flip = flip
+    self.preprocess = preprocess or augment.normalize
+    self.verify = verify
+    self.shuffle_buffer = shuffle_buffer
+    self.deterministic = deterministic
 
-  return (mixed.map(student_input, num_parallel_calls=tf.data.AUTOTUNE)
-          .batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE))
+  def steps_per_epoch(self, global_batch):
+    steps = self.num_train_examples // global_batch
+    if steps == 0:
+      raise ValueError(f"global batch {global_batch} exceeds the {self.num_train_examples} "
+                       "examples of an epoch; lower batch_size or raise examples_per_epoch")
+    return steps
+
+  def mixed(self, ctx=None, seed=None):
+    """The endless mixture of example dicts, before flip, preprocessing and batching."""
+    parts = [soft_label_dataset(self.directory, name, verify="none",
+                                shuffle_buffer=self.shuffle_buffer,
+                                seed=None if seed is None else seed + i, input_context=ctx)
+             for i, name in enumerate(self.datasets)]
+    return mix_datasets(parts, self.ratios, seed=seed)
+
+  def train_dataset(self, ctx, per_replica_batch, epoch, seed, skip_steps=0):
+    """One epoch of (images, soft labels) batches; with deterministic=True a resumed epoch
+    replays the same batches (the trainer's contract)."""
+    replicas = ctx.num_replicas_in_sync if ctx else 1
+    pipelines = ctx.num_input_pipelines if ctx else 1
+    n_batches = self.steps_per_epoch(per_replica_batch * replicas) * replicas // pipelines
+    epoch_seed = seed * 1_000_003 + epoch if self.deterministic else None
+    parallel = None if self.deterministic else tf.data.AUTOTUNE
+
+    def student_input(example):
+      if epoch_seed is not None:
+        tf.random.set_seed(epoch_seed)  # graph-level: only this map's flip
+      image = example["image"]
+      if self.flip:
+        image = tf.image.random_flip_left_right(image)
+      return self.preprocess(image), example["label"]
+
+    ds = self.mixed(ctx, epoch_seed).map(student_input, num_parallel_calls=parallel)
+    ds = ds.batch(per_replica_batch, drop_remainder=True).take(n_batches)
+    return ds.skip(skip_steps * replicas // pipelines).prefetch(tf.data.AUTOTUNE)
+
+  def eval_dataset(self, ctx, per_replica_batch, num_batches):
+    if self.eval_data is None:
+      raise ValueError("DistillationData has no eval_data; bind DistillationData.eval_data")
+    return self.eval_data.eval_dataset(ctx, per_replica_batch, num_batches)
+

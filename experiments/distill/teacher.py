@@ -1,6 +1,7 @@
 """Runs a teacher (any tf_keras model, Keras file or SavedModel) under tf.distribute."""
 import os
 
+import gin
 import numpy as np
 import tensorflow as tf
 import tf_keras as keras
@@ -43,18 +44,17 @@ def load_teacher(teacher):
   return call
 
 
-def make_strategy(name="default"):
-  """default (one device), mirrored (all local GPUs or CPUs), or tpu."""
-  if name == "default":
-    return tf.distribute.get_strategy()
-  if name == "mirrored":
-    return tf.distribute.MirroredStrategy()
-  if name == "tpu":
-    resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
-    tf.config.experimental_connect_to_cluster(resolver)
-    tf.tpu.experimental.initialize_tpu_system(resolver)
-    return tf.distribute.TPUStrategy(resolver)
-  raise ValueError(f"unknown strategy {name!r}; choose 'default', 'mirrored' or 'tpu'")
+@gin.configurable(module="distill")
+def trained_model(weights=gin.REQUIRED, model_fn=gin.REQUIRED, num_classes=gin.REQUIRED,
+                  image_size=gin.REQUIRED):
+  """A model built by `model_fn(num_classes, image_size)` (e.g. the trainer's mobilenetv4_model)
+  with the weights the trainer saved (model_dir/final.weights.h5)."""
+  if not tf.io.gfile.exists(weights):
+    raise FileNotFoundError(f"teacher weights {weights!r} do not exist; train the teacher first "
+                            "(python -m experiments.train ...) or fix the path")
+  model = model_fn(num_classes=num_classes, image_size=image_size)
+  model.load_weights(weights)
+  return model
 
 
 class TeacherRunner:

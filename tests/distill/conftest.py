@@ -1,10 +1,12 @@
 """Small generated data for the distillation tests: 24 random 20x24 images, a 10-class teacher."""
+import types
+
 import numpy as np
 import pytest
+import tensorflow as tf
 import tf_keras as keras
 
 from experiments.distill import generate as gen
-from experiments.distill import sources
 
 CLASSES = 10
 SIZE = (16, 16)
@@ -21,10 +23,20 @@ def make_teacher(seed=0):
 
 
 @pytest.fixture(scope="session")
-def source_npy(tmp_path_factory):
-  path = tmp_path_factory.mktemp("src") / "images.npy"
-  np.save(path, np.random.RandomState(0).randint(0, 256, (24, 20, 24, 3)).astype(np.uint8))
-  return str(path)
+def source_spec(tmp_path_factory):
+  """24 random 20x24 PNG images as a 'tfrecord:' dataset spec of experiments.data."""
+  path = str(tmp_path_factory.mktemp("src") / "images.tfrecord")
+  images = np.random.RandomState(0).randint(0, 256, (24, 20, 24, 3)).astype(np.uint8)
+  with tf.io.TFRecordWriter(path) as writer:
+    for i, image in enumerate(images):
+      feature = {
+          "image/encoded": tf.train.Feature(bytes_list=tf.train.BytesList(
+              value=[tf.io.encode_png(image).numpy()])),
+          "image/class/label": tf.train.Feature(int64_list=tf.train.Int64List(value=[i % 10])),
+      }
+      writer.write(tf.train.Example(features=tf.train.Features(feature=feature))
+                   .SerializeToString())
+  return "tfrecord:" + path
 
 
 @pytest.fixture(scope="session")
@@ -38,16 +50,22 @@ def teacher_file(tmp_path_factory):
   return path
 
 
-def specs(source_npy, replicas=2):
-  src = lambda: sources.array_source(source_npy)
-  return [gen.DistillDataset("d1", src, "randaugment", replicas),
-          gen.DistillDataset("d2", src, "mixup", replicas)]
+def specs(source_spec, replicas=2):
+  return [gen.DistillDataset("d1", source_spec, "randaugment", replicas),
+          gen.DistillDataset("d2", source_spec, "mixup", replicas)]
 
 
 @pytest.fixture(scope="session")
-def generated(tmp_path_factory, source_npy, teacher_file):
-  """D1 (RandAugment) and D2 (Mixup), 3 shards each, all probabilities as float16."""
+def tiny(source_spec):
+  """Constants and the dataset specs, for tests (importlib mode forbids importing conftest)."""
+  return types.SimpleNamespace(classes=CLASSES, size=SIZE,
+                               specs=lambda replicas=2: specs(source_spec, replicas))
+
+
+@pytest.fixture(scope="session")
+def generated(tmp_path_factory, source_spec, teacher_file):
+  """D1 (RandAugment) and D2 (Mixup), 2 shards each, all probabilities as float16."""
   out = str(tmp_path_factory.mktemp("gen"))
-  gen.generate(datasets=specs(source_npy), teacher=teacher_file, output_dir=out,
-               classes=CLASSES, image_size=SIZE, num_shards=3, batch_size=8)
+  gen.generate(datasets=specs(source_spec), teacher=teacher_file, output_dir=out,
+               classes=CLASSES, image_size=SIZE, num_shards=2, batch_size=8)
   return out

@@ -1,0 +1,57 @@
+"""Dynamic mixing of the distillation datasets and the student input pipeline."""
+import collections
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from experiments.distill import augment
+from experiments.distill import mixing
+
+
+def test_observed_mixing_ratios_within_5_percent(generated):
+  ratios = (1, 1, 2)
+  parts = [mixing.soft_label_dataset(generated, name, seed=i).map(lambda ex, t=i: t)
+           for i, name in enumerate(["d1", "d2", "d1"])]
+  tags = mixing.mix_datasets(parts, ratios, seed=0).take(10_000)
+  counts = collections.Counter(tags.as_numpy_iterator())
+  for tag, ratio in enumerate(ratios):
+    expected = ratio / sum(ratios)
+    observed = counts[tag] / 10_000
+    assert abs(observed - expected) <= 0.05 * expected, (tag, observed, expected)
+
+
+def test_student_batches_are_flipped_stored_images_with_soft_labels(generated, tiny):
+  data = mixing.DistillationData(generated, datasets=("d1", "d2"), ratios=(1, 1),
+                                 shuffle_buffer=0, deterministic=True)
+  assert (data.num_classes, data.image_size, data.num_train_examples) == (tiny.classes, 16, 96)
+  batches = list(data.train_dataset(None, 16, epoch=0, seed=3))
+  assert len(batches) == data.steps_per_epoch(16) == 6
+  images, labels = batches[0]
+  assert images.shape == (16,) + tiny.size + (3,) and images.dtype == tf.float32
+  assert labels.shape == (16, tiny.classes)
+  np.testing.assert_allclose(labels.numpy().sum(axis=1), 1.0, rtol=1e-5)
+  stored = {}
+  for name in ("d1", "d2"):
+    for ex in mixing.soft_label_dataset(generated, name, shuffle_buffer=0).take(48):
+      stored.setdefault(ex["label"].numpy().tobytes(), []).append(
+          augment.normalize(ex["image"]).numpy())
+  flipped = 0
+  for image, label in zip(images.numpy(), labels.numpy()):
+    candidates = stored[label.tobytes()]  # the label identifies the stored example
+    same = any(np.array_equal(image, c) for c in candidates)
+    mirror = any(np.array_equal(image, c[:, ::-1]) for c in candidates)
+    assert same or mirror  # no augmentation but the left-right flip
+    flipped += mirror and not same
+  assert 0 < flipped < 16
+  # deterministic: a resumed epoch (skip_steps) replays the same batches
+  again = list(data.train_dataset(None, 16, epoch=0, seed=3, skip_steps=2))
+  np.testing.assert_array_equal(again[0][1], batches[2][1])
+
+
+def test_bad_ratios_are_rejected(generated):
+  parts = [mixing.soft_label_dataset(generated, "d1")]
+  with pytest.raises(ValueError, match="one ratio per dataset"):
+    mixing.mix_datasets(parts, (1, 2))
+  with pytest.raises(ValueError, match="non-negative"):
+    mixing.mix_datasets(parts, (-1,))
