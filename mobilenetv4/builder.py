@@ -62,6 +62,9 @@ def build_model(arch, *, include_top=True, input_shape=None, pooling=None, class
 
   common = dict(padding=padding, bn_momentum=bn_momentum, bn_epsilon=bn_epsilon,
                 kernel_regularizer=kernel_regularizer)
+  # Anti-aliased variants (timm conv_aa_* / conv_blur_*): every strided block conv, not the stem
+  # nor the attention K/V downsampling.
+  block_common = dict(common, anti_alias=arch.anti_alias)
   act = arch.activation
 
   inputs = keras.Input(shape=input_shape, name="image")
@@ -77,15 +80,16 @@ def build_model(arch, *, include_top=True, input_shape=None, pooling=None, class
       block_name = f"stage{s}_block{b}"
       if isinstance(block, specs.Conv2D):
         layer = L.ConvBN(width(block.filters), block.kernel, block.stride, activation=act,
-                         name=block_name, **common)
+                         name=block_name, **block_common)
       elif isinstance(block, specs.FusedIB):
         layer = L.FusedIB(width(block.filters), block.expand, block.kernel, block.stride,
-                          activation=act, stochastic_depth_rate=drop, name=block_name, **common)
+                          activation=act, stochastic_depth_rate=drop, name=block_name,
+                          **block_common)
       elif isinstance(block, specs.UIB):
         layer = L.UniversalInvertedBottleneck(
             width(block.filters), block.expand, block.start_dw, block.middle_dw, block.stride,
             activation=act, layer_scale_init_value=arch.layer_scale, stochastic_depth_rate=drop,
-            name=block_name, **common)
+            name=block_name, **block_common)
       elif isinstance(block, specs.MobileMQA):
         layer = L.MobileAttentionBlock(
             block.heads, block.key_dim, block.key_dim, block.kv_stride,

@@ -19,13 +19,16 @@ def get_architecture(name):
   return specs.ARCHITECTURES[name]
 
 
-def create_model(name, weights=None, **overrides):
+def create_model(name, weights=None, pretrained_tag=None, **overrides):
   """Builds a MobileNetV4 model by name.
 
   Args:
     name: one of `list_models()`.
-    weights: None (random init) or a path to weights saved by tf_keras (`model.save_weights`:
-      `.h5`, `.weights.h5` or a TF checkpoint prefix). The model must have the same architecture.
+    weights: None (random init); a path to weights saved by tf_keras (`model.save_weights`:
+      `.h5`, `.weights.h5` or a TF checkpoint prefix), for the same architecture; or a timm
+      checkpoint (`.safetensors`, see docs/weights.md), which also attaches `model.preprocess`.
+    pretrained_tag: with a timm checkpoint, its tag (e.g. "e500_r256_in1k") if the path does
+      not name it; it selects the preprocessing (`mobilenetv4.weights.list_pretrained()`).
     **overrides: keyword arguments of `builder.build_model`, with the keras.applications
       meanings: include_top, input_shape, pooling, classes, classifier_activation (None gives
       logits), dropout, width_multiplier, stochastic_depth_rate, bn_momentum, bn_epsilon,
@@ -39,10 +42,22 @@ def create_model(name, weights=None, **overrides):
   if unknown:
     raise TypeError(f"create_model({name!r}) got unknown arguments {sorted(unknown)}; "
                     f"allowed: {sorted(builder.build_model.__kwdefaults__)}")
-  model = builder.build_model(get_architecture(name), **overrides)
+  arch = get_architecture(name)
+  if weights is not None and not _is_keras_weights(weights):
+    from mobilenetv4.weights.timm_model import create_from_timm  # pylint: disable=g-import-not-at-top
+    return create_from_timm(name, weights, lambda **kw: builder.build_model(arch, **kw),
+                            pretrained_tag=pretrained_tag, **overrides)
+  if pretrained_tag is not None:
+    raise ValueError("pretrained_tag applies only to timm checkpoints (weights=*.safetensors)")
+  model = builder.build_model(arch, **overrides)
   if weights is not None:
     load_weights(model, weights)
   return model
+
+
+def _is_keras_weights(path):
+  path = os.fspath(path)
+  return path.endswith((".h5", ".hdf5", ".keras")) or os.path.exists(path + ".index")
 
 
 def load_weights(model, path):

@@ -93,6 +93,7 @@ class Architecture:
   layer_scale: Optional[float] = None  # hybrids: 1e-5 on every UIB and attention block
   width_multiplier: float = 1.0  # scales block widths and the head conv; the stem stays unscaled
   dropout: float = 0.2  # paper Table 10
+  anti_alias: Optional[str] = None  # timm's aa variants: "avg" | "blur" downsampling in blocks
 
   @property
   def num_blocks(self):
@@ -238,5 +239,10 @@ ARCHITECTURES = {
                             default_size=224),
         dataclasses.replace(HYBRID_LARGE, name="hybrid_large_075", width_multiplier=0.75,
                             default_size=256),
+        # timm's anti-aliased variants (not in the paper): strided block convs run at stride 1,
+        # then BN + act, then a 2x2 average pool ("avg") or a fixed 3x3 blur pool ("blur").
+        dataclasses.replace(CONV_MEDIUM, name="conv_blur_medium", anti_alias="blur",
+                            default_size=224),
+        dataclasses.replace(CONV_LARGE, name="conv_aa_large", anti_alias="avg"),
     )
 }

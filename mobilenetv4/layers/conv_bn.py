@@ -1,6 +1,7 @@
 """Conv-BN-activation, the unit every MobileNetV4 block is made of."""
 import tf_keras as keras
 
+from mobilenetv4.layers.anti_alias import ANTI_ALIAS, anti_alias_pool
 from mobilenetv4.layers.common import (
     PADDINGS, batch_norm, get_activation, kernel_init, register, symmetric_pad)
 
@@ -11,14 +12,18 @@ class ConvBN(keras.layers.Layer):
 
   `padding` is "same" (TF: at stride 2 on even inputs the extra pixel goes bottom/right) or
   "symmetric" (PyTorch/timm: k//2 on every side), which matters only for strided kernels > 1.
+  `anti_alias` ("avg" | "blur", strided layers only) moves the stride out of the conv into a
+  low-pass downsample after the activation (timm's conv_aa_* / conv_blur_* models).
   """
 
   def __init__(self, filters=None, kernel_size=1, strides=1, depthwise=False, activation=None,
                use_bn=True, padding="same", bn_momentum=0.99, bn_epsilon=1e-5,
-               kernel_regularizer=None, **kwargs):
+               kernel_regularizer=None, anti_alias=None, **kwargs):
     super().__init__(**kwargs)
     if padding not in PADDINGS:
       raise ValueError(f"padding={padding!r}; choose one of {PADDINGS}")
+    if anti_alias not in ANTI_ALIAS:
+      raise ValueError(f"anti_alias={anti_alias!r}; choose one of {ANTI_ALIAS}")
     if not depthwise and not filters:
       raise ValueError(f"{self.name}: a regular conv needs filters > 0, got {filters!r}")
     self.filters = filters
@@ -31,7 +36,11 @@ class ConvBN(keras.layers.Layer):
     self.bn_momentum = bn_momentum
     self.bn_epsilon = bn_epsilon
     self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
+    self.anti_alias = anti_alias
 
+    use_aa = anti_alias is not None and strides > 1
+    self.aa = anti_alias_pool(anti_alias, strides, padding) if use_aa else None
+    strides = 1 if use_aa else strides
     explicit_pad = padding == "symmetric" and strides > 1 and kernel_size > 1
     self.pad = symmetric_pad(kernel_size, name="pad") if explicit_pad else None
     conv_padding = "valid" if explicit_pad else "same"
@@ -54,7 +63,9 @@ class ConvBN(keras.layers.Layer):
     x = self.conv(x)
     if self.bn is not None:
       x = self.bn(x, training=training)
-    return self.act(x) if self.act is not None else x
+    if self.act is not None:
+      x = self.act(x)
+    return self.aa(x) if self.aa is not None else x
 
   def get_config(self):
     config = super().get_config()
@@ -62,6 +73,7 @@ class ConvBN(keras.layers.Layer):
         filters=self.filters, kernel_size=self.kernel_size, strides=self.strides,
         depthwise=self.depthwise, activation=self.activation, use_bn=self.use_bn,
         padding=self.padding, bn_momentum=self.bn_momentum, bn_epsilon=self.bn_epsilon,
+        anti_alias=self.anti_alias,
         kernel_regularizer=keras.regularizers.serialize(self.kernel_regularizer)
         if self.kernel_regularizer else None)
     return config

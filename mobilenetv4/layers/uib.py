@@ -17,7 +17,7 @@ class _ResidualBlock(keras.layers.Layer):
 
   def __init__(self, filters, strides=1, activation="relu", padding="same", bn_momentum=0.99,
                bn_epsilon=1e-5, layer_scale_init_value=None, stochastic_depth_rate=0.0,
-               kernel_regularizer=None, **kwargs):
+               kernel_regularizer=None, anti_alias=None, **kwargs):
     super().__init__(**kwargs)
     if strides not in (1, 2):
       raise ValueError(f"{self.name}: strides must be 1 or 2, got {strides}")
@@ -30,6 +30,7 @@ class _ResidualBlock(keras.layers.Layer):
     self.layer_scale_init_value = layer_scale_init_value
     self.stochastic_depth_rate = stochastic_depth_rate
     self.kernel_regularizer = kernel_regularizer
+    self.anti_alias = anti_alias  # applies to this block's strided conv only
     self.layer_scale = None
     self.drop_path = None
     self.use_residual = False
@@ -37,7 +38,8 @@ class _ResidualBlock(keras.layers.Layer):
   def _conv(self, name, filters=None, kernel_size=1, strides=1, depthwise=False, activation=None):
     return ConvBN(filters, kernel_size, strides, depthwise=depthwise, activation=activation,
                   padding=self.padding, bn_momentum=self.bn_momentum, bn_epsilon=self.bn_epsilon,
-                  kernel_regularizer=self.kernel_regularizer, name=name)
+                  kernel_regularizer=self.kernel_regularizer, anti_alias=self.anti_alias,
+                  name=name)
 
   def _build_residual(self, in_channels):
     # A shortcut exists only where shapes allow: same width and stride 1.
@@ -53,7 +55,7 @@ class _ResidualBlock(keras.layers.Layer):
         filters=self.filters, strides=self.strides, activation=self.activation,
         padding=self.padding, bn_momentum=self.bn_momentum, bn_epsilon=self.bn_epsilon,
         layer_scale_init_value=self.layer_scale_init_value,
-        stochastic_depth_rate=self.stochastic_depth_rate,
+        stochastic_depth_rate=self.stochastic_depth_rate, anti_alias=self.anti_alias,
         kernel_regularizer=keras.regularizers.serialize(
             keras.regularizers.get(self.kernel_regularizer)) if self.kernel_regularizer else None)
     return config
