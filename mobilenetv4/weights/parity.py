@@ -1,0 +1,73 @@
+"""Check imported weights against timm: max |logits_keras - logits_timm| per fixture case.
+
+    python -m mobilenetv4.weights.parity tests/weights/fixtures     # the committed small cases
+    python -m mobilenetv4.weights.parity /tmp/mnv4_full              # after make_timm_fixtures --full
+
+A case (written by scripts/make_timm_fixtures.py) holds a timm checkpoint, inputs and timm's
+logits for them; this builds our model for it, loads the checkpoint and compares.
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import sys
+import time
+from typing import Dict, List
+
+import numpy as np
+
+
+def list_cases(directory: str) -> List[str]:
+  return sorted(os.path.splitext(os.path.basename(p))[0]
+                for p in glob.glob(os.path.join(directory, "*.json")))
+
+
+def check_case(directory: str, case: str) -> Dict[str, object]:
+  """Builds the case's model, loads its checkpoint, returns the max |diff| per input size."""
+  import mobilenetv4
+  base = os.path.join(directory, case)
+  with open(base + ".json") as f:
+    meta = json.load(f)
+  model = mobilenetv4.create_model(
+      meta["model"], weights=base + ".safetensors", width_multiplier=meta["width_multiplier"],
+      classes=meta["classes"], input_shape=(None, None, 3))
+  arrays = np.load(base + ".npz")
+  diffs, scales, sizes = [], [], []
+  for i in range(len(meta["sizes"])):
+    x = arrays[f"input_{i}"].astype(np.float32)
+    expected = arrays[f"logits_{i}"]
+    got = model(x, training=False).numpy()
+    diffs.append(float(np.abs(got - expected).max()))
+    scales.append(float(np.abs(expected).max()))
+    sizes.append("x".join(map(str, x.shape[1:3])))
+  return {"case": case, "model": meta["model"], "width": meta["width_multiplier"],
+          "classes": meta["classes"], "sizes": sizes, "max_abs_diff": diffs,
+          "max_abs_logit": scales}
+
+
+def main(argv=None):
+  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  parser.add_argument("directory", help="folder of fixture cases (*.json/.npz/.safetensors)")
+  parser.add_argument("--cases", nargs="*", help="only these cases")
+  args = parser.parse_args(argv)
+  cases = args.cases or list_cases(args.directory)
+  if not cases:
+    sys.exit(f"no fixture cases (*.json) in {args.directory}")
+  print("| case | model | width | classes | input (HxW) | max abs logit | max abs diff |")
+  print("|---|---|---|---|---|---|---|")
+  worst = 0.0
+  for n, case in enumerate(cases, 1):
+    start = time.time()
+    r = check_case(args.directory, case)
+    for size, scale, diff in zip(r["sizes"], r["max_abs_logit"], r["max_abs_diff"]):
+      print(f"| {case} | {r['model']} | {r['width']} | {r['classes']} | {size} | {scale:.2f} "
+            f"| {diff:.2e} |", flush=True)
+      worst = max(worst, diff)
+    print(f"[{n}/{len(cases)}] {case} checked in {time.time() - start:.1f}s", file=sys.stderr)
+  print(f"\nworst max |logits_keras - logits_timm|: {worst:.2e} (float32, batch of 2 per size)")
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,173 @@
+"""Make weight-import test fixtures from timm: random checkpoints and timm's logits for them.
+
+Needs torch and timm (dev-only; not runtime dependencies):
+
+    pip install torch timm==1.0.31
+    python scripts/make_timm_fixtures.py                  # small committed fixtures (tests/weights/fixtures)
+    python scripts/make_timm_fixtures.py --full --out /tmp/mnv4_full   # full size, default resolutions
+
+Each case is a timm MobileNetV4 built through timm's own generator `_gen_mobilenet_v4` (so a
+reduced width goes through timm's channel rounding), random-initialised, with randomised BN
+affine parameters, BN running statistics and layer-scale values, evaluated in float32 on random
+inputs. A case is three files:
+
+    <case>.safetensors   timm's state dict, exactly as in a hub model.safetensors
+    <case>.npz           input_<i> (NHWC float32) and logits_<i> (timm's output) per input size
+    <case>.json          model name, width multiplier, class count, timm/torch versions
+
+`python -m mobilenetv4.weights.parity DIR` loads every case into our Keras model and prints
+max |logits_keras - logits_timm| per case.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+# Our model name -> timm's anti-aliasing layer for the variants timm builds with one.
+AA_LAYERS = {"conv_aa_large": "avg", "conv_blur_medium": "blurpc"}
+# Our model name -> the width multiplier timm's registered function uses.
+WIDTHS = {"conv_small_050": 0.5, "hybrid_medium_075": 0.75, "hybrid_large_075": 0.75}
+DEFAULT_SIZES = {"conv_small": 224, "conv_small_050": 224,
+                 "conv_medium": 256, "conv_blur_medium": 224,
+                 "conv_large": 384, "conv_aa_large": 384, "hybrid_medium": 256,
+                 "hybrid_medium_075": 224, "hybrid_large": 384, "hybrid_large_075": 256}
+NON_SQUARE = {224: (224, 288), 256: (256, 320), 384: (384, 320)}
+
+# Committed fixtures: (case, model, width, classes, input sizes), one per distinct architecture.
+# Widths are cut so the whole set stays ~2 MB (the width-named variants differ from their base only
+# in the multiplier, which the full-size check covers). 80 px gives odd maps at stride 16 (5x5),
+# where 2x2 average-pool anti-aliasing floors and strided convs ceil; the second size is non-square.
+SMALL_CASES = [
+    ("conv_small_w0125", "conv_small", 0.125, 10, [(80, 80), (96, 64)]),
+    ("conv_medium_w0125", "conv_medium", 0.125, 10, [(80, 80)]),
+    ("conv_large_w00625", "conv_large", 0.0625, 10, [(80, 80)]),
+    ("conv_aa_large_w00625", "conv_aa_large", 0.0625, 10, [(80, 80), (112, 80)]),
+    ("conv_blur_medium_w0125", "conv_blur_medium", 0.125, 10, [(80, 80), (112, 80)]),
+    ("hybrid_medium_w0125", "hybrid_medium", 0.125, 10, [(80, 80), (128, 96)]),
+    ("hybrid_large_w00625", "hybrid_large", 0.0625, 10, [(80, 80), (128, 96)]),
+]
+
+
+def full_cases(models, classes=1000):
+  cases = []
+  for model in models:
+    size = DEFAULT_SIZES[model]
+    sizes = [(size, size)]
+    if model.startswith("hybrid"):
+      sizes.append(NON_SQUARE[size])
+    cases.append((f"{model}_full" + ("_in12k" if classes != 1000 else ""),
+                  model, WIDTHS.get(model, 1.0), classes, sizes))
+  return cases
+
+
+def build_timm_model(model, width, classes):
+  """timm's MobileNetV4 `model` at `width`, through timm's generator (random init, eval mode)."""
+  from timm.models.mobilenetv3 import _gen_mobilenet_v4
+  kwargs = {"aa_layer": AA_LAYERS[model]} if model in AA_LAYERS else {}
+  return _gen_mobilenet_v4(f"mobilenetv4_{model}", channel_multiplier=width,
+                           num_classes=classes, **kwargs)
+
+
+def randomise(net, seed, calibration_sizes):
+  """Random BN affine, layer scale and BN running statistics that keep activations O(1).
+
+  Running statistics come from train-mode passes over a random batch at each input size (so
+  each BN sees realistic inputs) and are then perturbed, so eval-mode BN is not the identity."""
+  import torch
+  from timm.layers import LayerScale2d
+  g = torch.Generator().manual_seed(seed)
+
+  def uniform(t, lo, hi):
+    return torch.rand(t.shape, generator=g) * (hi - lo) + lo
+
+  bns = [m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+  with torch.no_grad():
+    for m in net.modules():
+      if isinstance(m, LayerScale2d):
+        m.gamma.copy_(uniform(m.gamma, 0.2, 1.0))
+    for bn in bns:
+      bn.weight.copy_(uniform(bn.weight, 0.5, 1.5))
+      bn.bias.copy_(torch.randn(bn.bias.shape, generator=g) * 0.2)
+      bn.reset_running_stats()
+      bn.momentum = None  # cumulative average over the calibration batches
+    net.classifier.weight.copy_(torch.randn(net.classifier.weight.shape, generator=g) * 0.02)
+    net.classifier.bias.copy_(torch.randn(net.classifier.bias.shape, generator=g) * 0.1)
+    net.train()
+    for size in calibration_sizes:
+      net(torch.randn((16, 3) + tuple(size), generator=g))
+    for bn in bns:
+      std = bn.running_var.sqrt()
+      bn.running_mean.add_(torch.randn(std.shape, generator=g) * 0.2 * std)
+      bn.running_var.mul_(uniform(bn.running_var, 0.7, 1.4))
+  net.eval()
+
+
+def make_case(out_dir, case, model, width, classes, sizes, seed=0, batch=2, half=False):
+  """Writes one case. `half` rounds every float weight and input to float16 first and stores them
+  as float16 (half the bytes); timm still computes in float32, on exactly those values."""
+  import timm
+  import torch
+  from safetensors.numpy import save_file
+  torch.manual_seed(seed)
+  net = build_timm_model(model, width, classes)
+  randomise(net, seed, sizes)
+  if half:
+    net.half().float()
+  state = {k: v.detach().cpu().numpy() for k, v in net.state_dict().items()}
+  if half:
+    state = {k: v.astype(np.float16) if v.dtype == np.float32 else v for k, v in state.items()}
+  meta = {"model": model, "width_multiplier": width, "classes": classes,
+          "timm_version": timm.__version__, "torch_version": torch.__version__, "seed": seed,
+          "sizes": [list(s) for s in sizes]}
+  save_file(state, os.path.join(out_dir, f"{case}.safetensors"),
+            metadata={k: json.dumps(v) for k, v in meta.items()})
+  g = torch.Generator().manual_seed(seed + 1)
+  arrays = {}
+  with torch.no_grad():
+    for i, (h, w) in enumerate(sizes):
+      x = torch.randn((batch, 3, h, w), generator=g)
+      if half:
+        x = x.half().float()
+      nhwc = x.permute(0, 2, 3, 1).numpy()
+      arrays[f"input_{i}"] = nhwc.astype(np.float16) if half else nhwc
+      arrays[f"logits_{i}"] = net(x).numpy()
+  np.savez(os.path.join(out_dir, f"{case}.npz"), **arrays)
+  with open(os.path.join(out_dir, f"{case}.json"), "w") as f:
+    json.dump(meta, f, indent=1)
+  return arrays
+
+
+def main(argv=None):
+  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  parser.add_argument("--out", default=os.path.join("tests", "weights", "fixtures"))
+  parser.add_argument("--full", action="store_true",
+                      help="full-size models at their default resolution (large files; not for the repo)")
+  parser.add_argument("--in12k", action="store_true",
+                      help="with --full: 11821-class ImageNet-12k heads instead of 1000")
+  parser.add_argument("--models", nargs="*", help="only these models (default: all)")
+  args = parser.parse_args(argv)
+  try:
+    import timm  # noqa: F401
+    import torch  # noqa: F401
+  except ImportError as e:
+    sys.exit(f"this script needs torch and timm (pip install torch timm==1.0.31): {e}")
+  if args.full:
+    cases = full_cases(args.models or list(DEFAULT_SIZES), 11821 if args.in12k else 1000)
+  else:
+    cases = [c for c in SMALL_CASES if not args.models or c[1] in args.models]
+  os.makedirs(args.out, exist_ok=True)
+  for n, case in enumerate(cases, 1):
+    start = time.time()
+    arrays = make_case(args.out, *case, half=not args.full)
+    scale = max(float(np.abs(v).max()) for k, v in arrays.items() if k.startswith("logits"))
+    print(f"[{n}/{len(cases)}] {case[0]}: sizes {case[4]}, max |logit| {scale:.2f}, "
+          f"{time.time() - start:.1f}s", flush=True)
+
+
+if __name__ == "__main__":
+  main()
