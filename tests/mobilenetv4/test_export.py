@@ -58,8 +58,10 @@ def test_every_model_converts_to_fp32_tflite(name):
   model = mobilenetv4.create_model(name, input_shape=(SIZE, SIZE, 3))
   flatbuffer = _convert(model)
   x = np.random.rand(1, SIZE, SIZE, 3).astype("float32")
-  np.testing.assert_allclose(_run(flatbuffer, x), model(x, training=False).numpy(),
-                             rtol=1e-3, atol=1e-4)
+  expected = model(x, training=False).numpy()
+  # float32 kernels differ in summation order; bound the error relative to the logits' scale
+  scale = max(1.0, float(np.abs(expected).max()))
+  np.testing.assert_allclose(_run(flatbuffer, x), expected, rtol=0, atol=1e-4 * scale)
   ops = _op_histogram(flatbuffer)
   if name.startswith("hybrid"):
     assert ops["BATCH_MATMUL"] == 2 * 8, ops  # QK^T and AV in each of the 8 attention blocks
