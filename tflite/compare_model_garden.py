@@ -1,0 +1,118 @@
+"""Our MobileNetV4 vs Model Garden's, exported the same way, timed with the Appendix B protocol
+interleaved in one run; prints the table with ratios and writes it as Markdown/CSV/JSON.
+
+    python -m tflite.compare_model_garden --out_dir runs/compare_mg [--num_runs 1000 --repeats 5]
+
+Both sides get random weights with the same stand-in statistics (`models.stand_in_statistics`:
+layer scale 1, BN statistics from the same calibration images), the same pixel-input wrapper,
+the same converter settings and the same calibration images. Rows:
+  ours/<m>            our exporter's default INT8 (attention matmuls and softmax kept in float)
+  model_garden/<m>    Model Garden's backbone through the same exporter
+  model_garden/<m> (full int8 attention), ours/<m> (full int8 attention): every op quantized, the
+                      standard converter recipe (Model Garden's hybrid then runs its attention on
+                      the builtin kernels, in 9 XNNPACK partitions)
+"""
+import argparse
+import json
+import os
+
+import numpy as np
+
+from tflite import ToolError, analysis, benchmark, exit_on_tool_error
+
+# (label, source, model, attention precision)
+VARIANTS = {
+    "conv_small": [("ours", "", "float"), ("model_garden", "model_garden:", "float")],
+    "conv_medium": [("ours", "", "float")],
+    "hybrid_medium": [("ours", "", "float"), ("model_garden", "model_garden:", "float"),
+                      ("ours", "", "int8"), ("model_garden", "model_garden:", "int8")],
+}
+SIZES = {"conv_small": 224, "conv_medium": 256, "hybrid_medium": 256}
+
+
+def build_variant(source_prefix, name, size, attention, path, num_calibration, log):
+    from tflite import export, models
+    if os.path.exists(path):
+        log(f"reusing {path}")
+        return
+    rng = np.random.default_rng(0)  # identical calibration images for every variant
+    images = rng.uniform(0, 255, size=(num_calibration, size, size, 3)).astype(np.float32)
+    model = export.with_pixel_input(models.build(source_prefix + name, (size, size, 3)), "imagenet",
+                                    (size, size))
+    models.stand_in_statistics(model, images)
+    log(f"converting {source_prefix}{name} INT8 (attention {attention}) at {size}x{size} ...")
+    data = export.convert(model, "int8", "uint8", images, attention_precision=attention)
+    with open(path, "wb") as f:
+        f.write(data)
+
+
+@exit_on_tool_error
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m tflite.compare_model_garden", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out_dir", default="runs/compare_model_garden")
+    p.add_argument("--models", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    p.add_argument("--num_runs", type=int, default=1000)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--num_calibration", type=int, default=32)
+    p.add_argument("--core", default="fastest")
+    args = p.parse_args(argv)
+    os.makedirs(args.out_dir, exist_ok=True)
+    if not os.access(args.out_dir, os.W_OK):
+        raise ToolError(f"cannot write to --out_dir {args.out_dir}")
+    rows = []
+    for name in args.models:
+        for label, prefix, attention in VARIANTS[name]:
+            tag = f"{label}_{name}_int8" + ("_fullint8attn" if attention == "int8" else "")
+            path = os.path.join(args.out_dir, tag + ".tflite")
+            build_variant(prefix, name, SIZES[name], attention, path, args.num_calibration, print)
+            rows.append({"label": f"{label}/{name}" + (" (full int8 attention)" if attention == "int8" else ""),
+                         "name": name, "side": label, "attention": attention, "path": path})
+    result = benchmark.appendix_b([r["path"] for r in rows], num_runs=args.num_runs,
+                                  repeats=args.repeats, core=args.core)
+    for r, m in zip(rows, result["models"]):
+        r.update(median_ms=m["median_ms"], means_ms=m["means_ms"])
+        st = analysis.graph_stats(r["path"])
+        r.update(transposes=st.transposes, partitions=st.delegate_partitions,
+                 undelegated=st.undelegated_ops, size_mib=st.size_bytes / 2**20)
+
+    def find(side, name, attention="float"):
+        return next((r for r in rows if r["side"] == side and r["name"] == name
+                     and r["attention"] == attention), None)
+
+    ratios = []
+    for name in args.models:
+        ours, mg = find("ours", name), find("model_garden", name)
+        if ours and mg:
+            ratios.append((f"ours/{name} / model_garden/{name} (both default export)", ours, mg))
+        mg_full = find("model_garden", name, "int8")
+        if ours and mg_full:
+            ratios.append((f"ours/{name} / model_garden/{name} (full int8 attention)", ours, mg_full))
+        ours_full = find("ours", name, "int8")
+        if ours_full and mg_full:
+            ratios.append((f"ours/{name} / model_garden/{name}, both full int8 attention", ours_full, mg_full))
+    hm, cm = find("ours", "hybrid_medium"), find("ours", "conv_medium")
+    if hm and cm:
+        ratios.append(("ours/hybrid_medium / ours/conv_medium", hm, cm))
+
+    lines = ["| model (INT8, uint8 io) | input | median (ms) | means (ms) | TRANSPOSE | XNNPACK partitions | ops outside XNNPACK |",
+             "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['label']} | {SIZES[r['name']]} | {r['median_ms']:.3f} | "
+                     f"{', '.join(f'{x:.2f}' for x in r['means_ms'])} | {r['transposes']} | {r['partitions']} | "
+                     f"{', '.join(f'{k} x{v}' for k, v in r['undelegated'].items()) or 'none'} |")
+    lines += ["", "| ratio | value |", "|---|---|"]
+    lines += [f"| {label} | {a['median_ms'] / b['median_ms']:.3f} |" for label, a, b in ratios]
+    lines += ["", benchmark.protocol_line(result["protocol"])]
+    text = "\n".join(lines) + "\n"
+    print("\n" + text)
+    with open(os.path.join(args.out_dir, "comparison.md"), "w") as f:
+        f.write(text)
+    with open(os.path.join(args.out_dir, "comparison.json"), "w") as f:
+        json.dump({"protocol": result["protocol"], "rows": rows,
+                   "ratios": {label: a["median_ms"] / b["median_ms"] for label, a, b in ratios}}, f, indent=2)
+    return rows
+
+
+if __name__ == "__main__":
+    main()
