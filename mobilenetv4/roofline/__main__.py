@@ -5,7 +5,7 @@
 
 Writes to DIR: ops_<model>.csv (per-op MACs, bytes, intensity, Eq. 1 time at RP 0/5/50/500),
 sweep.csv (ModelTime from RP 0 to 500), summary.csv, fig2_sweep.png, fig3_op_cost.png and
-op_cost_<model>.png (Figs. 3, 7-9), and with --latencies: fit.csv, fit_curve.csv, fig6_fit.png
+(with --per-model-plots) op_cost_<model>.png (Figs. 3, 7-9), and with --latencies: fit.csv, fit_curve.csv, fig6_fit.png
 (Table 16 / Fig. 6). summary.md lists it all.
 """
 import argparse
@@ -73,6 +73,10 @@ def main(argv=None) -> int:
                    "latency_ms) to fit the ridge point to; models in it are added to --models")
     p.add_argument("--rp-max", type=float, default=500.0, help="sweep end (MACs/byte)")
     p.add_argument("--rp-step", type=float, default=0.5, help="sweep step (MACs/byte)")
+    p.add_argument("--fig3-models", help="models for the columns of fig3_op_cost.png "
+                   f"(default: the first {MAX_FIG3_COLUMNS} of --models)")
+    p.add_argument("--per-model-plots", action="store_true",
+                   help="also write op_cost_<model>.png for every model")
     p.add_argument("--out", required=True, help="output directory")
     args = p.parse_args(argv)
     if args.rp_max <= 0 or args.rp_step <= 0 or args.rp_step > args.rp_max:
@@ -86,6 +90,10 @@ def main(argv=None) -> int:
             if spec.label not in labels:
                 specs.append(spec)
                 labels.add(spec.label)
+        fig3 = ([s.label for s in zoo.parse_list(args.fig3_models)] if args.fig3_models
+                else [s.label for s in specs][:MAX_FIG3_COLUMNS])
+        if set(fig3) - labels:
+            raise ValueError(f"--fig3-models {sorted(set(fig3) - labels)} are not in --models")
     except ValueError as e:
         p.error(str(e))
     os.makedirs(args.out, exist_ok=True)
@@ -98,8 +106,10 @@ def main(argv=None) -> int:
     for s in specs:
         report.write_ops_csv(os.path.join(args.out, f"ops_{s.label.replace('@', '_')}.csv"),
                              ops_by[s.label])
-        plots.plot_op_costs(os.path.join(args.out, f"op_cost_{s.label.replace('@', '_')}.png"),
-                            {s.label: ops_by[s.label]})
+        if args.per_model_plots:
+            plots.plot_op_costs(
+                os.path.join(args.out, f"op_cost_{s.label.replace('@', '_')}.png"),
+                {s.label: ops_by[s.label]})
     report.write_sweep_csv(os.path.join(args.out, "sweep.csv"), rps, curves)
     rows = summary_rows(specs, ops_by, curves, rps, args.precision)
     with open(os.path.join(args.out, "summary.csv"), "w", newline="") as f:
@@ -109,7 +119,6 @@ def main(argv=None) -> int:
     top1 = {s.label: zoo.PUBLISHED_TOP1[s.name][0] for s in specs
             if s.name in zoo.PUBLISHED_TOP1 and s.resolution == zoo.resolve(s.name).resolution}
     plots.plot_sweep(os.path.join(args.out, "fig2_sweep.png"), rps, curves, families, top1)
-    fig3 = [s.label for s in specs][:MAX_FIG3_COLUMNS]
     plots.plot_op_costs(os.path.join(args.out, "fig3_op_cost.png"), {m: ops_by[m] for m in fig3})
 
     md = [f"# Roofline analysis ({args.precision}, {len(specs)} models)", "",

@@ -1,0 +1,96 @@
+"""End to end: the CLI's files, MAC totals against the reference counts, the measurement script."""
+import csv
+import os
+import subprocess
+import sys
+
+import pytest
+import tf_keras as keras
+
+from mobilenetv4.costs import layer_costs
+from mobilenetv4.roofline import zoo
+from mobilenetv4.roofline.__main__ import main
+from mobilenetv4.roofline.analysis import roofline_ops
+
+# conv + dense + attention-matmul MACs counted on timm's models (shared/REFERENCE.md).
+REFERENCE_GMACS = {"conv_small@224": 0.1860, "conv_medium@256": 1.0802,
+                   "hybrid_medium@256": 1.2712, "conv_large@384": 6.3762,
+                   "hybrid_large@384": 7.7119}
+
+
+@pytest.mark.parametrize("spec", list(REFERENCE_GMACS))
+def test_mac_totals_and_weight_bytes(spec):
+    keras.backend.clear_session()
+    model = zoo.resolve(spec).build()
+    ops = roofline_ops(model, "fp16")
+    gmacs = sum(op.macs for op in ops) / 1e9
+    assert gmacs == pytest.approx(REFERENCE_GMACS[spec], rel=0.01)
+    costs = layer_costs(model)
+    # Weight bytes = params x 2 at fp16, op by op (BN folds into the conv before it).
+    assert sum(op.weight_bytes for op in ops) == 2 * sum(c.params for c in costs)
+    assert sum(op.macs for op in ops) == sum(c.macs for c in costs)
+
+
+def _rows(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_cli_writes_tables_figures_and_fit(tmp_path):
+    lat = tmp_path / "lat.csv"
+    lat.write_text("model,resolution,latency_ms\nmobilenet_v1_025,64,0.40\n"
+                   "mobilenet_v2_035,64,0.90\nmobilenet_v1_050,64,0.70\n")
+    out = tmp_path / "out"
+    assert main(["--models", "mobilenet_v1_025@64,mobilenet_v2_035@64", "--precision", "fp16",
+                 "--latencies", str(lat), "--rp-step", "1", "--per-model-plots",
+                 "--fig3-models", "mobilenet_v2_035@64", "--out", str(out)]) == 0
+    for name in ("sweep.csv", "summary.csv", "summary.md", "fig2_sweep.png", "fig3_op_cost.png",
+                 "fig6_fit.png", "fit.csv", "fit_curve.csv", "ops_mobilenet_v1_050_64.csv",
+                 "op_cost_mobilenet_v2_035_64.png"):
+        assert (out / name).stat().st_size > 0, name
+    ops = _rows(out / "ops_mobilenet_v2_035_64.csv")
+    sweep_rows = _rows(out / "sweep.csv")
+    assert len(sweep_rows) == 501
+    # RP 0 of the sweep is the MAC count; RP 500 is 500 x bytes for an all-memory-bound model.
+    assert float(sweep_rows[0]["mobilenet_v2_035@64"]) == pytest.approx(
+        sum(int(r["macs"]) for r in ops), rel=1e-5)
+    assert float(sweep_rows[-1]["mobilenet_v2_035@64"]) == pytest.approx(
+        sum(max(int(r["macs"]), 500 * int(r["bytes"])) for r in ops), rel=1e-5)
+    fit = _rows(out / "fit.csv")
+    assert [r["model"] for r in fit] == ["mobilenet_v1_025@64", "mobilenet_v2_035@64",
+                                         "mobilenet_v1_050@64"]
+    assert "r_s-Roofline" in (out / "summary.md").read_text()
+
+
+def test_cli_errors_name_the_problem(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["--models", "conv_smal", "--out", str(tmp_path)])
+    assert "unknown model 'conv_smal'" in capsys.readouterr().err
+    bad = tmp_path / "bad.csv"
+    bad.write_text("net,time\nconv_small,3\n")
+    with pytest.raises(SystemExit):
+        main(["--models", "conv_small", "--latencies", str(bad), "--out", str(tmp_path)])
+    assert "needs a model column" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--models", "conv_small@big", "--out", str(tmp_path)])
+    assert "bad resolution" in capsys.readouterr().err
+
+
+def test_measure_script_writes_latency_csv(tmp_path):
+    # A subprocess: the benchmark pins its process to one core.
+    out = tmp_path / "lat.csv"
+    env = dict(os.environ, PYTHONPATH=os.getcwd() + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.run(
+        [sys.executable, "-m", "mobilenetv4.roofline.measure", "--models",
+         "mobilenet_v1_025@32", "--runs", "5", "--repeats", "2",
+         "--cache-dir", str(tmp_path / "cache"), "--out", str(out)],
+        capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = _rows(out)
+    assert [r["model"] for r in rows] == ["mobilenet_v1_025"]
+    for r in rows:
+        means = [float(x) for x in r["round_means_ms"].split()]
+        assert len(means) == 2 and float(r["latency_ms"]) > 0
+        assert min(means) <= float(r["latency_ms"]) <= max(means)
+        assert int(r["runs_per_round"]) == 5
+    assert (tmp_path / "cache" / "mobilenet_v1_025_32_int8.tflite").stat().st_size > 0
