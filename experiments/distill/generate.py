@@ -10,6 +10,8 @@ content depends only on (seed, dataset, shard), so a killed run that is rerun sk
 shards and rebuilds the rest identically. Workers split the shards by index modulo num_workers.
 """
 import dataclasses
+import os
+import sys
 import time
 import zlib
 from typing import Any, Callable, Optional
@@ -140,6 +142,8 @@ def generate(datasets=gin.REQUIRED, teacher=gin.REQUIRED, output_dir=gin.REQUIRE
   runner = teacher_lib.TeacherRunner(model, batch_size, preprocess, output=teacher_output,
                                      temperature=temperature, strategy=strategy)
   mine = [i for i in range(num_shards) if i % num_workers == worker_index]
+  logging.info("worker %d/%d: shards %s of %s into %s", worker_index, num_workers, mine,
+               names, output_dir)
   written = []
   for spec in datasets:
     source = spec.images(classes)
@@ -188,12 +192,27 @@ WORKERS = flags.DEFINE_integer("num_workers", 1, "number of generation workers")
 
 
 def main(argv):
-  del argv
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   if not FLAGS.value:
-    raise app.UsageError("pass --gin_file=gin_configs/distill_<recipe>.gin")
-  gin.parse_config_files_and_bindings(FLAGS.value, PARAMS.value)
-  generate(worker_index=WORKER.value, num_workers=WORKERS.value)
+    raise app.UsageError("pass --gin_file=gin_configs/distill_generate_<recipe>.gin")
+  logging.set_verbosity(logging.INFO)
+  for path in FLAGS.value:
+    if not os.path.exists(path):
+      print(f"error: gin file '{path}' does not exist", file=sys.stderr)
+      return 2
+  try:
+    gin.parse_config_files_and_bindings(FLAGS.value, PARAMS.value)
+    written = generate(worker_index=WORKER.value, num_workers=WORKERS.value)
+  except (ValueError, KeyError, FileNotFoundError, NameError) as e:
+    # ShardError and experiments.data.DataError are ValueErrors; gin reports unknown or
+    # missing bindings as ValueError / KeyError / NameError.
+    print(f"error: {str(e).strip()}", file=sys.stderr)
+    return 2
+  print(f"this run wrote {len(written)} shards "
+        f"({sum(s['num_examples'] for s in written)} examples)")
+  return 0
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(lambda argv: sys.exit(main(argv)))

@@ -1,0 +1,52 @@
+"""The distillation gin files parse and bind what they claim (cheap: nothing is built)."""
+import os
+
+import gin
+import pytest
+
+from experiments import trainer  # noqa: F401  registers the trainer's configurables
+from experiments.distill import generate  # noqa: F401
+from experiments.distill import mixing  # noqa: F401
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+@pytest.fixture
+def parsed():
+  def parse(name):
+    gin.clear_config()
+    gin.parse_config_file(os.path.join(ROOT, "gin_configs", name))
+  cwd = os.getcwd()
+  os.chdir(ROOT)  # `include` lines are relative to the repository root
+  yield parse
+  os.chdir(cwd)
+  gin.clear_config()
+
+
+@pytest.mark.parametrize("name", ["distill_student_quickstart.gin",
+                                  "distill_student_imagenet.gin"])
+def test_student_configs_mix_1_1_2_with_soft_label_loss(parsed, name):
+  parsed(name)
+  assert gin.query_parameter("DistillationData.ratios") == (1, 1, 2)
+  assert gin.query_parameter("DistillationData.datasets") == ("d1", "d2", "d3")
+  assert gin.query_parameter("categorical_crossentropy.label_smoothing") == 0.0
+  assert gin.query_parameter("mobilenetv4_model.dropout") > 0
+
+
+@pytest.mark.parametrize("name", ["distill_generate_quickstart.gin",
+                                  "distill_generate_imagenet.gin"])
+def test_generate_configs_define_d1_d2_d3_as_in_the_paper(parsed, name):
+  parsed(name)
+  q = gin.query_parameter
+  assert q("d1/DistillDataset.augmentation") == "randaugment"
+  assert (q("d1/DistillDataset.randaugment_layers"), q("d1/DistillDataset.randaugment_magnitude")) == (2, 9)
+  assert q("d2/DistillDataset.augmentation") == "mixup"
+  assert q("d2/DistillDataset.mixup_alpha") == 1.0
+  assert (q("d3/DistillDataset.randaugment_layers"), q("d3/DistillDataset.randaugment_magnitude")) == (2, 5)
+  assert q("d3/Selection.threshold") == 0.3
+
+
+def test_baseline_config_trains_on_labels(parsed):
+  parsed("distill_baseline_quickstart.gin")
+  assert gin.query_parameter("categorical_crossentropy.label_smoothing") == 0.1
+  assert gin.query_parameter("train.epochs") == 30
