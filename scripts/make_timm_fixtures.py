@@ -14,6 +14,7 @@ inputs. A case is three files:
     <case>.safetensors   timm's state dict, exactly as in a hub model.safetensors
     <case>.npz           input_<i> (NHWC float32) and logits_<i> (timm's output) per input size
     <case>.json          model name, width multiplier, class count, timm/torch versions
+    <model>_keys.tsv     (small mode) timm's full-size state-dict keys and shapes per model
 
 `python -m mobilenetv4.weights.parity DIR` loads every case into our Keras model and prints
 max |logits_keras - logits_timm| per case.
@@ -76,8 +77,10 @@ def build_timm_model(model, width, classes):
 def randomise(net, seed, calibration_sizes):
   """Random BN affine, layer scale and BN running statistics that keep activations O(1).
 
-  Running statistics come from train-mode passes over a random batch at each input size (so
-  each BN sees realistic inputs) and are then perturbed, so eval-mode BN is not the identity."""
+  Each BN's running statistics are set, in eval mode and in forward order, from the statistics
+  of its actual input on a random batch and then perturbed (mean +- 0.2 std, variance x 0.7-1.4),
+  so eval-mode BN is not the identity yet downstream layers see what they were calibrated on.
+  With several input sizes the raw statistics are averaged over one pass per size."""
   import torch
   from timm.layers import LayerScale2d
   g = torch.Generator().manual_seed(seed)
@@ -93,18 +96,27 @@ def randomise(net, seed, calibration_sizes):
     for bn in bns:
       bn.weight.copy_(uniform(bn.weight, 0.5, 1.5))
       bn.bias.copy_(torch.randn(bn.bias.shape, generator=g) * 0.2)
-      bn.reset_running_stats()
-      bn.momentum = None  # cumulative average over the calibration batches
     net.classifier.weight.copy_(torch.randn(net.classifier.weight.shape, generator=g) * 0.02)
     net.classifier.bias.copy_(torch.randn(net.classifier.bias.shape, generator=g) * 0.1)
-    net.train()
+    noise = {bn: (torch.randn(bn.running_mean.shape, generator=g) * 0.2,
+                  uniform(bn.running_var, 0.7, 1.4)) for bn in bns}
+    raw = {bn: [] for bn in bns}
+
+    def set_stats(bn, inputs):
+      x = inputs[0]
+      raw[bn].append((x.mean((0, 2, 3)), x.var((0, 2, 3), unbiased=False)))
+      mean = torch.stack([r[0] for r in raw[bn]]).mean(0)
+      var = torch.stack([r[1] for r in raw[bn]]).mean(0)
+      shift, scale = noise[bn]
+      bn.running_mean.copy_(mean + shift * var.sqrt())
+      bn.running_var.copy_(var * scale)
+
+    hooks = [bn.register_forward_pre_hook(set_stats) for bn in bns]
+    net.eval()
     for size in calibration_sizes:
-      net(torch.randn((16, 3) + tuple(size), generator=g))
-    for bn in bns:
-      std = bn.running_var.sqrt()
-      bn.running_mean.add_(torch.randn(std.shape, generator=g) * 0.2 * std)
-      bn.running_var.mul_(uniform(bn.running_var, 0.7, 1.4))
-  net.eval()
+      net(torch.randn((8, 3) + tuple(size), generator=g))
+    for h in hooks:
+      h.remove()
 
 
 def make_case(out_dir, case, model, width, classes, sizes, seed=0, batch=2, half=False):
@@ -142,6 +154,15 @@ def make_case(out_dir, case, model, width, classes, sizes, seed=0, batch=2, half
   return arrays
 
 
+def write_key_listing(out_dir, model):
+  """timm's full-size state-dict keys and shapes for `model` (no weights), one "key<TAB>shape"
+  per line: lets tests check every full-size variant's mapping without torch."""
+  net = build_timm_model(model, WIDTHS.get(model, 1.0), 1000)
+  lines = [f"{k}\t{'x'.join(map(str, v.shape))}" for k, v in net.state_dict().items()]
+  with open(os.path.join(out_dir, f"{model}_keys.tsv"), "w") as f:
+    f.write("\n".join(lines) + "\n")
+
+
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--out", default=os.path.join("tests", "weights", "fixtures"))
@@ -161,6 +182,9 @@ def main(argv=None):
   else:
     cases = [c for c in SMALL_CASES if not args.models or c[1] in args.models]
   os.makedirs(args.out, exist_ok=True)
+  if not args.full:
+    for model in args.models or DEFAULT_SIZES:
+      write_key_listing(args.out, model)
   for n, case in enumerate(cases, 1):
     start = time.time()
     arrays = make_case(args.out, *case, half=not args.full)

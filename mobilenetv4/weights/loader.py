@@ -53,6 +53,30 @@ def _names(title, items):
   return f"  {title} ({len(items)}):\n    {shown}{more}"
 
 
+def describe_checkpoint(state_dict: Mapping[str, np.ndarray]) -> str:
+  """A one-line summary of a timm MobileNetV4 state dict and the models it could be, for errors."""
+  from mobilenetv4 import specs  # pylint: disable=g-import-not-at-top
+  blocks = {}
+  for key in state_dict:
+    parts = key.split(".")
+    if parts[0] == "blocks" and len(parts) > 2:
+      blocks.setdefault(int(parts[1]), set()).add(int(parts[2]))
+  if not blocks:
+    return "it has no MobileNetV4 blocks"
+  per_stage = [len(blocks[s]) for s in sorted(blocks)][:-1]  # the last timm stage is head_conv
+  head = state_dict.get(f"blocks.{max(blocks)}.0.conv.weight")
+  head_channels = int(head.shape[0]) if head is not None else None
+  attention = any(".attn." in k for k in state_dict)
+  fits = [a.name for a in specs.ARCHITECTURES.values()
+          if [len(st) for st in a.stages] == per_stage and
+          any(isinstance(b, specs.MobileMQA) for st in a.stages for b in st) == attention]
+  width = (f", i.e. width {head_channels / 960:g}" if head_channels else "")
+  guess = (f"; same layout as: {', '.join(fits)}" if fits else "; no known model has this layout")
+  return (f"the checkpoint has {per_stage} blocks per stage, a {head_channels}-channel head "
+          f"conv{width}{', attention blocks' if attention else ''}{guess} (anti-aliased and plain "
+          "variants have identical tensors)")
+
+
 def _headless_keys(model, keys):
   """Checkpoint keys of layers the model does not build because the user asked for no top."""
   names = {l.name for l in model.layers}
@@ -109,8 +133,7 @@ def load_timm_state_dict(model: keras.Model, state_dict: Mapping[str, np.ndarray
                    "new_classifier=True (create_model does so when `classes` differs from the "
                    "checkpoint's).")
     else:
-      parts.append("Is this a checkpoint of another variant or width? Build the model that "
-                   "matches it (see `python -m mobilenetv4.convert --help`).")
+      parts.append(f"Is this a checkpoint of another model or width? {describe_checkpoint(state_dict)}.")
     raise WeightMismatchError("\n".join(parts), missing, unexpected, mismatched)
 
   keras.backend.batch_set_value([

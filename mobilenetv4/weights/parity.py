@@ -24,6 +24,11 @@ def list_cases(directory: str) -> List[str]:
                 for p in glob.glob(os.path.join(directory, "*.json")))
 
 
+def case_model(directory: str, case: str) -> str:
+  with open(os.path.join(directory, case + ".json")) as f:
+    return json.load(f)["model"]
+
+
 def check_case(directory: str, case: str) -> Dict[str, object]:
   """Builds the case's model, loads its checkpoint, returns the max |diff| per input size."""
   import mobilenetv4
