@@ -49,9 +49,15 @@ def create_model(name, weights=None, pretrained_tag=None, **overrides):
                             pretrained_tag=pretrained_tag, **overrides)
   if pretrained_tag is not None:
     raise ValueError("pretrained_tag applies only to timm checkpoints (weights=*.safetensors)")
+  saved_cfg = None
+  if weights is not None:  # converted timm weights carry their build arguments (padding, ...)
+    from mobilenetv4.weights import keras_file, timm_model  # pylint: disable=g-import-not-at-top
+    overrides, saved_cfg = keras_file.apply_saved_build(name, weights, overrides)
   model = builder.build_model(arch, **overrides)
   if weights is not None:
     load_weights(model, weights)
+  if saved_cfg is not None:
+    timm_model.attach_pretrained_cfg(model, saved_cfg)
   return model
 
 
