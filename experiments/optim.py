@@ -9,11 +9,13 @@ import tf_keras as keras
 
 
 class WarmupCosineDecay(keras.optimizers.schedules.LearningRateSchedule):
-  """Linear warm-up from 0 to `peak` over `warmup_steps`, then cosine decay.
+  """Cosine decay from `peak` to `alpha * peak` over steps [0, decay_steps],
+  with its first `warmup_steps` replaced by a linear ramp from 0.
 
-  After warm-up the rate follows `peak * ((1 - alpha) * cos_term + alpha)` over
-  `decay_steps` (Table 10's "cosine decay epochs"), and stays at
-  `alpha * peak` afterwards, as `tf_keras.optimizers.schedules.CosineDecay`.
+  This is Model Garden's LinearWarmup(CosineDecay) as used for MobileNetV4:
+  the cosine counts from step 0, so with decay_steps = training steps
+  (Table 10: "cosine decay epochs" = "training epochs") the rate reaches
+  alpha * peak exactly at the last step.
   """
 
   def __init__(self, peak, decay_steps, warmup_steps=0, alpha=0.0):
@@ -28,14 +30,17 @@ class WarmupCosineDecay(keras.optimizers.schedules.LearningRateSchedule):
     self.warmup_steps = int(warmup_steps)
     self.alpha = float(alpha)
 
+  def _cosine(self, step):
+    t = tf.minimum(step / self.decay_steps, 1.0)
+    cosine = 0.5 * (1.0 + tf.cos(math.pi * t))
+    return self.peak * ((1.0 - self.alpha) * cosine + self.alpha)
+
   def __call__(self, step):
     step = tf.cast(step, tf.float32)
-    warm = self.peak * step / max(self.warmup_steps, 1)
-    # Decay counts from the end of warm-up (Model Garden's convention).
-    t = tf.clip_by_value((step - self.warmup_steps) / self.decay_steps, 0., 1.)
-    cosine = 0.5 * (1.0 + tf.cos(math.pi * t))
-    decayed = self.peak * ((1.0 - self.alpha) * cosine + self.alpha)
-    return tf.where(step < self.warmup_steps, warm, decayed)
+    if not self.warmup_steps:
+      return self._cosine(step)
+    ramp = self._cosine(float(self.warmup_steps)) * step / self.warmup_steps
+    return tf.where(step < self.warmup_steps, ramp, self._cosine(step))
 
   def get_config(self):
     return dict(peak=self.peak, decay_steps=self.decay_steps,

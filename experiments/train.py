@@ -43,8 +43,9 @@ def parse_gin(gin_files, gin_params):
     gin.parse_config_files_and_bindings(gin_files, gin_params,
                                         finalize_config=False)
   except (ValueError, KeyError, ImportError, SyntaxError) as e:
-    msg = str(e).strip().splitlines()
-    raise ValueError("bad gin configuration: " + " | ".join(msg[:3])) from None
+    msg = [line.strip() for line in str(e).strip().splitlines()]
+    raise ValueError(f"bad gin configuration: {msg[0]} ({'; '.join(msg[1:3])})"
+                     ) from None
 
 
 def main(argv):

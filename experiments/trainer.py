@@ -11,6 +11,7 @@ Public pieces (the distillation trainer binds to these):
 import json
 import math
 import os
+import re
 import signal
 import tempfile
 import time
@@ -123,6 +124,25 @@ def _is_chief(strategy):
   has_chief = "chief" in resolver.cluster_spec().as_dict()
   return resolver.task_type == "worker" and resolver.task_id == 0 and \
       not has_chief
+
+
+def _random_generator_states(model):
+  """State variables of the layers' tf.random.Generators (Dropout, ...).
+
+  tf_keras creates them lazily and does not track them for checkpoints; made
+  now and checkpointed, a resumed run draws the same dropout masks as an
+  uninterrupted one. (Layers using legacy stateful ops, such as the
+  stochastic-depth layer, cannot be resumed exactly this way.)
+  """
+  states = []
+  for layer in model.submodules:
+    rng = getattr(layer, "_random_generator", None)
+    if hasattr(rng, "_maybe_init"):  # tf_keras' backend.RandomGenerator
+      rng._maybe_init()  # pylint: disable=protected-access
+      generator = getattr(rng, "_generator", None)
+      if generator is not None:
+        states.append(generator.state)
+  return states
 
 
 def _mixed_precision_policy(mixed_precision, strategy):
@@ -245,6 +265,17 @@ class _SigtermFlag:
       signal.signal(signal.SIGTERM, self._previous)
 
 
+def _essential(message):
+  """The informative part of a TF runtime error (assertion text or cause)."""
+  found = re.search(r"assertion failed: (.*)", message)
+  if found:
+    return found.group(1).replace("] [", " ").strip(" []")
+  lines = [l.strip() for l in message.splitlines() if l.strip()]
+  useful = [l for l in lines if not l.startswith(
+      ("[[", "Detected at node", "Graph execution error", "<stack traces"))]
+  return (useful or lines or ["unknown error"])[0]
+
+
 def _format_eta(seconds):
   seconds = int(max(seconds, 0))
   return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
@@ -298,7 +329,7 @@ def train(model_dir, data=gin.REQUIRED, model_fn=mobilenetv4_model,
     schedule = optim.WarmupCosineDecay(
         peak_learning_rate,
         decay_steps=max(1, round((cosine_decay_epochs or epochs)
-                                 * steps_per_epoch)),
+                                 * steps_per_epoch)),  # from step 0
         warmup_steps=round(warmup_epochs * steps_per_epoch),
         alpha=cosine_decay_alpha)
     optimizer = optim.adamw(model, schedule, weight_decay, beta_1, beta_2,
@@ -307,8 +338,10 @@ def train(model_dir, data=gin.REQUIRED, model_fn=mobilenetv4_model,
       optimizer = keras.mixed_precision.LossScaleOptimizer(optimizer)
     optimizer.build(model.trainable_variables)
     ema = optim.EMA(model, ema_decay) if ema_decay else None
+    rng_states = _random_generator_states(model)
     metrics = {"loss": keras.metrics.Mean(), "accuracy": keras.metrics.Accuracy()}
     checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer,
+                                     rng=rng_states,
                                      **({"ema": ema} if ema else {}))
     manager = tf.train.CheckpointManager(checkpoint, ckpt_dir,
                                          max_to_keep=keep_checkpoints)
@@ -346,7 +379,7 @@ def train(model_dir, data=gin.REQUIRED, model_fn=mobilenetv4_model,
           train_steps(iterator, tf.constant(n))
         except tf.errors.InvalidArgumentError as e:
           raise data_lib.DataError(
-              "input pipeline failed: " + e.message.splitlines()[0]) from None
+              "input pipeline failed: " + _essential(e.message)) from None
         step += n
         if step % log_every_steps == 0 or step == last_step:
           now = time.time()
