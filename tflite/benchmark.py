@@ -116,6 +116,21 @@ def write_table(result: dict, prefix: str) -> tuple[str, str]:
     return md, csv_path
 
 
+def add_protocol_flags(p: argparse.ArgumentParser) -> None:
+    """The Appendix B knobs shared by every script that times models."""
+    p.add_argument("--num_runs", type=int, default=1000, help="invocations per mean (default 1000)")
+    p.add_argument("--repeats", type=int, default=5, help="means per model; the median is reported")
+    p.add_argument("--core", default="fastest",
+                   help="'fastest' (highest cpuinfo_max_freq), a core index, or 'none' to not pin")
+
+
+def make_out_dir(path: str) -> str:
+    os.makedirs(path, exist_ok=True)
+    if not os.access(path, os.W_OK):
+        raise ToolError(f"cannot write to output directory {path}")
+    return path
+
+
 def _check_writable(path: str) -> None:
     parent = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(parent):
@@ -128,13 +143,10 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="python -m tflite.benchmark", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("models", nargs="+", help=".tflite files")
-    p.add_argument("--num_runs", type=int, default=1000, help="invocations per mean (default 1000)")
-    p.add_argument("--repeats", type=int, default=5, help="means per model; the median is reported")
+    add_protocol_flags(p)
     p.add_argument("--warmup_runs", type=int, default=20)
     p.add_argument("--num_threads", type=int, default=1)
     p.add_argument("--no_xnnpack", action="store_true", help="builtin kernels instead of XNNPACK")
-    p.add_argument("--core", default="fastest",
-                   help="'fastest' (highest cpuinfo_max_freq), a core index, or 'none' to not pin")
     p.add_argument("--json", nargs="?", const="-", default=None, metavar="PATH",
                    help="write the result as JSON to PATH, or to stdout when no PATH is given")
     p.add_argument("--table", metavar="PREFIX", help="write PREFIX.md and PREFIX.csv (Table 6 shape)")

@@ -18,7 +18,7 @@ import os
 
 import numpy as np
 
-from tflite import ToolError, analysis, benchmark, exit_on_tool_error
+from tflite import analysis, benchmark, exit_on_tool_error
 
 # (label, source, model, attention precision)
 VARIANTS = {
@@ -52,14 +52,10 @@ def main(argv=None):
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out_dir", default="runs/compare_model_garden")
     p.add_argument("--models", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
-    p.add_argument("--num_runs", type=int, default=1000)
-    p.add_argument("--repeats", type=int, default=5)
+    benchmark.add_protocol_flags(p)
     p.add_argument("--num_calibration", type=int, default=32)
-    p.add_argument("--core", default="fastest")
     args = p.parse_args(argv)
-    os.makedirs(args.out_dir, exist_ok=True)
-    if not os.access(args.out_dir, os.W_OK):
-        raise ToolError(f"cannot write to --out_dir {args.out_dir}")
+    benchmark.make_out_dir(args.out_dir)
     rows = []
     for name in args.models:
         for label, prefix, attention in VARIANTS[name]:

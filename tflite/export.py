@@ -127,7 +127,7 @@ def report_paths(output: str) -> tuple[str, str]:
 def export(model_name: str, precision: str, output: str, *, input_size=(224, 224), io=None,
            weights=None, checkpoint=None, calibration_source=None, num_calibration=300,
            num_heldout=64, preprocessing="imagenet", classes=1000, tfds_data_dir=None,
-           model_overrides=None, keras_model=None, log=print) -> dict:
+           model_overrides=None, keras_model=None, attention_precision="float", log=print) -> dict:
     """Builds (or takes) the float model, converts it, analyses the result. Returns the report dict."""
     from tflite import models
     io = io or ("uint8" if precision == "int8" else "float")
@@ -160,7 +160,7 @@ def export(model_name: str, precision: str, output: str, *, input_size=(224, 224
     cal, heldout, note = calibration.load_split(source, input_size, n_cal, num_heldout,
                                                 tfds_data_dir=tfds_data_dir, log=log)
     log(f"converting {model_name} to {precision.upper()} (io {io}) at {input_size[0]}x{input_size[1]} ...")
-    data = convert(model, precision, io, cal)
+    data = convert(model, precision, io, cal, attention_precision=attention_precision)
     with open(output, "wb") as f:
         f.write(data)
     log(f"wrote {output} ({len(data) / 2**20:.2f} MiB) in {time.time() - t0:.0f} s")
@@ -177,6 +177,7 @@ def export(model_name: str, precision: str, output: str, *, input_size=(224, 224
     with open(md_path, "w") as f:
         f.write(md)
     report = {"model": model_name, "precision": precision, "io": io, "input_size": list(input_size),
+              "attention_precision": attention_precision if precision == "int8" else None,
               "output": output, "calibration": source if precision == "int8" else None,
               "preprocessing": preprocessing, "graph": stats.to_dict(), "fidelity": fid}
     with open(json_path, "w") as f:
@@ -207,6 +208,9 @@ def parse_args(argv=None):
                    help="normalisation folded into the graph (default imagenet mean/std)")
     p.add_argument("--classes", type=int, default=1000)
     p.add_argument("--tfds_data_dir", default=None)
+    p.add_argument("--attention_precision", choices=("float", "int8"), default=None,
+                   help="INT8 only: keep the attention matmuls and softmax in float so XNNPACK runs "
+                        "the whole graph (default), or quantize them too (default with --edgetpu)")
     p.add_argument("--edgetpu", action="store_true", help="compile with edgetpu_compiler (INT8 only)")
     return p.parse_args(argv)
 
@@ -237,7 +241,8 @@ def main(argv=None):
                     weights=args.weights, checkpoint=args.checkpoint,
                     calibration_source=args.calibration, num_calibration=args.num_calibration,
                     num_heldout=args.num_heldout, preprocessing=args.preprocessing,
-                    classes=args.classes, tfds_data_dir=args.tfds_data_dir)
+                    classes=args.classes, tfds_data_dir=args.tfds_data_dir,
+                    attention_precision=args.attention_precision or ("int8" if args.edgetpu else "float"))
     if args.edgetpu:
         result = edgetpu.compile_model(args.output)
         print(edgetpu.format_result(result))

@@ -84,7 +84,7 @@ def stand_in_statistics(model, images, batch_size: int = 32, seed: int = 0):
     bns = [m for m in model.submodules if isinstance(m, keras.layers.BatchNormalization)]
     for m in model.submodules:  # ours: LayerScale.gamma; Model Garden: MNV4LayerScale._gamma
         if "LayerScale" in type(m).__name__:
-            gamma = getattr(m, "gamma", None) or getattr(m, "_gamma")
+            gamma = m.gamma if hasattr(m, "gamma") else m._gamma
             gamma.assign(np.ones(gamma.shape, np.float32))
     rng = np.random.default_rng(seed)
     for bn in bns:

