@@ -67,10 +67,8 @@ def test_strict_by_default_without_create_model(small_case):
 def test_headless_models_take_the_backbone(small_case, overrides):
   model = mobilenetv4.create_model("conv_small", weights=small_case.checkpoint,
                                    **small_case.build_kwargs(**overrides))
-  full = mobilenetv4.create_model("conv_small", weights=small_case.checkpoint,
-                                  **small_case.build_kwargs())
-  stem = [m.get_layer("stem").conv.kernel.numpy() for m in (model, full)]
-  np.testing.assert_array_equal(stem[0], stem[1])
+  stem = read_safetensors(small_case.checkpoint)["conv_stem.weight"].transpose(2, 3, 1, 0)
+  np.testing.assert_array_equal(model.get_layer("stem").conv.kernel.numpy(), stem)
 
 
 def test_wrong_variant_is_named(case_factory):
@@ -110,13 +108,3 @@ def test_in12k_head_and_tag(tmp_path, small_case):
   np.testing.assert_array_equal(model.get_layer("classifier").kernel.numpy(),
                                 state["classifier.weight"].T)
   assert model.pretrained_cfg.num_classes == 11821
-
-
-def test_keras_weights_path_is_untouched(tmp_path):
-  model = mobilenetv4.create_model("conv_small", width_multiplier=0.25, classes=4,
-                                   input_shape=(64, 64, 3))
-  path = str(tmp_path / "w.weights.h5")
-  model.save_weights(path)
-  again = mobilenetv4.create_model("conv_small", weights=path, width_multiplier=0.25, classes=4,
-                                   input_shape=(64, 64, 3))
-  assert not hasattr(again, "pretrained_cfg")
