@@ -1,4 +1,10 @@
-"""Roofline analysis of tf_keras models (MobileNetV4 paper Sec. 3, Eq. 1, Appendix F)."""
+"""Roofline analysis of tf_keras models (MobileNetV4 paper Sec. 3, Eq. 1, Appendix F).
+
+    from mobilenetv4.roofline import roofline_ops, sweep, model_time
+    ops = roofline_ops(model, "int8")       # per-layer MACs, weight and activation bytes
+    model_time(ops, ridge_point=50.0)       # Eq. 1 in MAC-equivalents (divide by PeakMACs)
+"""
+from mobilenetv4.roofline.analysis import roofline_ops
 from mobilenetv4.roofline.fit import RooflineFit, fit_ridge_point, spearman
 from mobilenetv4.roofline.ops import (BYTES_PER_VALUE, RooflineOp, bytes_per_value, make_op,
                                       model_time, op_time, ridge_point)

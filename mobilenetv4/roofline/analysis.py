@@ -49,6 +49,11 @@ def _op_shapes(c):
     groups = getattr(c.layer, "groups", 1)
     if kind == "conv" and groups > 1 and groups == int(c.input_shape[-1]):
         kind = "dwconv"  # a Conv2D with one group per channel (ConvNeXt's) is a depthwise conv
+    elif kind == "conv" and math.prod(c.output_shape[1:-1]) == 1 and math.prod(
+            c.layer.kernel_size) == 1:
+        kind = "dense"  # a 1x1 conv on a 1x1 map (heads, SE layers) is an FC layer
+    elif kind == "dense" and math.prod(c.input_shape[1:-1]) > 1:
+        kind = "conv"  # a Dense over every pixel of a map (ConvNeXt's) is a 1x1 conv
     return _shapes(c.input_shape), _shapes(c.output_shape), kind
 
 

@@ -1,7 +1,11 @@
 """Roofline ops: one layer's MACs and bytes, and the paper's Eq. 1 on them.
 
 Byte conventions (paper Sec. 3 leaves them implicit; these are ours):
-- WeightBytes = parameter count (kernel + bias) x bytes per value at the chosen precision.
+- Ops: every conv, depthwise conv, dense layer and attention core (its QK^T and AV matmuls as one
+  op), plus pooling layers (0 MACs). BatchNorm and activations are taken as fused into the op
+  before them (as TFLite does); residual adds, softmax and reshapes are not counted.
+- WeightBytes = parameter count (kernel + bias) x bytes per value at the chosen precision;
+  BatchNorm parameters fold into the preceding conv and add nothing.
 - ActivationBytes = (elements read + elements written) x bytes per value, i.e. every input tensor
   of the op once plus its output once, for a batch of one. For an attention matmul both operands
   are activations (no weights).

@@ -5,6 +5,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (backend must be chosen first)
+import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 
 from mobilenetv4.roofline.ops import RooflineOp  # noqa: E402
@@ -36,45 +37,59 @@ def pareto_front(latency: Sequence[float], accuracy: Sequence[float]) -> List[in
     return front
 
 
+def _log_axis_labels(axis):
+    axis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    axis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+
+
 def plot_sweep(path: str, ridge_points, curves: Dict[str, np.ndarray], families: Dict[str, str],
                top1: Dict[str, float], panel_rps=FIGURE_RIDGE_POINTS) -> None:
-    """Fig. 2: roofline latency vs ridge point, and accuracy vs latency at a few ridge points."""
+    """Fig. 2: roofline latency vs ridge point (top), accuracy vs latency at a few RPs (bottom)."""
     with_acc = [m for m in curves if m in top1]
-    ncols = 1 + (len(panel_rps) if len(with_acc) >= 2 else 0)
-    fig, axes = plt.subplots(1, ncols, figsize=(5.5 + 3.6 * (ncols - 1), 4.2), squeeze=False)
-    ax = axes[0, 0]
+    panels = panel_rps if len(with_acc) >= 2 else ()
+    fig = plt.figure(figsize=(4.0 * max(len(panels), 3), 4.6 + (4.0 if panels else 0)))
+    grid = fig.add_gridspec(2 if panels else 1, max(len(panels), 1),
+                            height_ratios=(1.15, 1) if panels else None)
+    ax = fig.add_subplot(grid[0, :])
     rps = np.asarray(ridge_points)
     for label, curve in curves.items():
         color, marker = family_style(families[label])
-        ax.plot(rps, curve / GIGA, color=color, lw=1.2, label=label)
-        ax.plot(rps[-1], curve[-1] / GIGA, marker=marker, color=color, ms=5)
+        ax.plot(rps, curve / GIGA, color=color, lw=1.1)
+        ax.annotate(label.split("@")[0], (rps[-1], curve[-1] / GIGA), fontsize=6, color=color,
+                    xytext=(3, 0), textcoords="offset points", va="center")
+    for fam in sorted(set(families.values())):
+        color, marker = family_style(fam)
+        ax.plot([], [], color=color, label=fam)
     ax.set_yscale("log")
+    _log_axis_labels(ax.yaxis)
+    ax.set_xlim(rps[0], rps[-1] * 1.12)
     ax.set_xlabel("ridge point (MACs/byte)")
-    ax.set_ylabel("ModelTime x PeakMACs (G MAC-equivalents)")
-    ax.set_title("Eq. 1 latency vs ridge point")
+    ax.set_ylabel("ModelTime x PeakMACs\n(G MAC-equivalents)")
+    ax.set_title("Eq. 1 roofline latency vs ridge point (RP 0 = MAC count)")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=6, ncol=2)
-    j_of = {float(rp): int(np.argmin(np.abs(rps - rp))) for rp in panel_rps}
-    for k, rp in enumerate(panel_rps if ncols > 1 else ()):
-        ax = axes[0, k + 1]
-        lat = np.array([curves[m][j_of[float(rp)]] / GIGA for m in with_acc])
+    ax.legend(fontsize=7, loc="upper left")
+    for k, rp in enumerate(panels):
+        ax = fig.add_subplot(grid[1, k])
+        j = int(np.argmin(np.abs(rps - rp)))
+        lat = np.array([curves[m][j] / GIGA for m in with_acc])
         acc = np.array([top1[m] for m in with_acc])
         for fam in sorted({families[m] for m in with_acc}):
-            idx = [i for i, m in enumerate(with_acc) if families[m] == fam]
-            idx.sort(key=lambda i: lat[i])
+            idx = sorted((i for i, m in enumerate(with_acc) if families[m] == fam),
+                         key=lambda i: lat[i])
             color, marker = family_style(fam)
-            ax.plot(lat[idx], acc[idx], marker=marker, color=color, lw=1, label=fam)
+            ax.plot(lat[idx], acc[idx], marker=marker, color=color, lw=1, ms=5, label=fam)
         front = pareto_front(lat, acc)
         ax.plot(lat[front], acc[front], "k--", lw=0.8, alpha=0.6, label="Pareto front")
         ax.set_xscale("log")
-        ax.set_title(f"RP = {rp:g} MACs/byte")
+        _log_axis_labels(ax.xaxis)
+        ax.set_title(f"RP = {rp:g} MACs/byte", fontsize=10)
         ax.set_xlabel("roofline latency (G MAC-eq.)")
         ax.grid(True, which="both", alpha=0.3)
         if k == 0:
             ax.set_ylabel("published ImageNet top-1 (%)")
             ax.legend(fontsize=6)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
 
 

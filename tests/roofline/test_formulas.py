@@ -47,18 +47,27 @@ def test_dense():
     assert op.activation_bytes == (16 + 10) * 4
 
 
+def test_dense_over_a_map_is_a_pointwise_conv():
+    (op,) = _single_layer_ops(keras.layers.Dense(5), (3, 3, 4))
+    assert op.kind == "conv"
+    assert op.macs == 3 * 3 * 4 * 5
+    assert op.activation_bytes == 3 * 3 * 4 + 3 * 3 * 5
+
+
 def test_grouped_conv_counts_as_depthwise():
     (op,) = _single_layer_ops(keras.layers.Conv2D(6, 7, padding="same", groups=6), (5, 5, 6))
     assert op.kind == "dwconv"
     assert op.macs == 5 * 5 * 7 * 7 * 6
 
 
-def test_pooling_has_bytes_but_no_macs():
+def test_pooling_has_bytes_but_no_macs_and_1x1_head_conv_is_fc():
     inp = keras.Input((4, 4, 8))
     x = keras.layers.Conv2D(8, 1)(inp)
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    ops = roofline_ops(keras.Model(inp, keras.layers.Dense(3)(x)), "int8")
+    x = keras.layers.GlobalAveragePooling2D(keepdims=True)(x)
+    x = keras.layers.Conv2D(6, 1)(x)  # MobileNet heads: a 1x1 conv on the pooled 1x1 map
+    ops = roofline_ops(keras.Model(inp, x), "int8")
     assert [op.kind for op in ops] == ["conv", "pool", "dense"]  # network order
+    assert ops[2].macs == 8 * 6 and ops[2].weight_bytes == 8 * 6 + 6
     assert ops[1].macs == 0 and ops[1].weight_bytes == 0
     assert ops[1].activation_bytes == 4 * 4 * 8 + 8
 
