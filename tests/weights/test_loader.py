@@ -1,5 +1,4 @@
 """Strict loading: every problem listed in one error, nothing half-loaded, opt-outs that work."""
-import os
 import shutil
 
 import numpy as np

@@ -1,5 +1,4 @@
 """Pretrained tags carry timm's preprocessing; `model.preprocess` applies it."""
-import os
 import shutil
 
 import numpy as np
