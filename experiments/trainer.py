@@ -320,6 +320,9 @@ def train(model_dir, data=gin.REQUIRED, model_fn=mobilenetv4_model,
   steps_per_epoch = data.steps_per_epoch(batch_size)
   total_steps = int(epochs * steps_per_epoch)
   last_step = min(total_steps, max_steps) if max_steps else total_steps
+  if warmup_epochs >= (cosine_decay_epochs or epochs):
+    raise ValueError(f"warmup_epochs ({warmup_epochs}) must be shorter than the "
+                     f"cosine decay ({cosine_decay_epochs or epochs} epochs)")
   chief = _is_chief(strategy)
   ckpt_dir = os.path.join(model_dir, "checkpoints") if chief else \
       tempfile.mkdtemp(prefix="worker_ckpt_")
