@@ -65,8 +65,11 @@ def create_from_timm(name: str, path, build: Callable[..., object], *,
     overrides.setdefault("classes", file_classes)
   new_classifier = has_top and file_classes is not None and overrides["classes"] != file_classes
   if new_classifier:
-    logging.info("%s: new %d-class classifier (checkpoint has %d classes); everything else is "
-                 "loaded", name, overrides["classes"], file_classes)
+    # A warning, not info: a tool passing its default classes=1000 to a 12k checkpoint should
+    # not silently drop the trained classifier.
+    logging.warning("%s: new randomly initialised %d-class classifier (the checkpoint's has %d "
+                    "classes); everything else is loaded", name, overrides["classes"],
+                    file_classes)
   model = build(**overrides)
   load_timm_state_dict(model, state, new_classifier=new_classifier, source=path)
   return attach_pretrained_cfg(model, resolve_pretrained_cfg(name, tag, file_classes))
