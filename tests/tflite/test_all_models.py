@@ -2,6 +2,10 @@
 Keras model. Reduced input (64x64) and 8 calibration images keep this within the CI budget; the
 models get random weights with stand-in statistics (tflite.models.stand_in_statistics).
 
+CI budget: by default every model is exported to INT8 and the two models of the acceptance
+figures (conv_small, hybrid_medium) also to FP32 and FP16; MNV4_TFLITE_ALL_PRECISIONS=1 exports all
+fifteen combinations (about 10 CPU-minutes).
+
 Floors (measured values in docs/tflite.md): FP32 logits SQNR >= 50 dB with identical top-1;
 FP16 >= 25 dB; INT8 >= 5 dB. INT8 of a random-weight network on noise images is far noisier than
 of a trained one on photos, so the INT8 floor only catches broken quantization (wrong scales or
@@ -9,12 +13,16 @@ io types give <= 0 dB). Hybrids: no TRANSPOSE and at most 2 XNNPACK partitions i
 """
 import concurrent.futures
 import multiprocessing
+import os
 
 import pytest
 
 from tflite.roundtrip import PAPER_MODELS, roundtrip
 
 SQNR_FLOOR_DB = {"fp32": 50.0, "fp16": 25.0, "int8": 5.0}
+ALL = ("fp32", "fp16", "int8")
+PRECISIONS = {name: ALL if os.environ.get("MNV4_TFLITE_ALL_PRECISIONS") or name in ("conv_small", "hybrid_medium")
+              else ("int8",) for name in PAPER_MODELS}
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +30,7 @@ def reports(tmp_path_factory):
     out = str(tmp_path_factory.mktemp("roundtrip"))
     # Conversion is single-threaded Python/MLIR work: two processes use both CI cores.
     with concurrent.futures.ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = {name: pool.submit(roundtrip, name, out, 64) for name in PAPER_MODELS}
+        futures = {name: pool.submit(roundtrip, name, out, 64, PRECISIONS[name]) for name in PAPER_MODELS}
         return {name: f.result() for name, f in futures.items()}
 
 
