@@ -185,10 +185,8 @@ def tfds_source(name, split, data_dir=None, manual_dir=None, download=False):
 
 def eval_split_of(spec):
   """The held-out counterpart of a training spec (None when it has none)."""
-  kind, _, arg = spec.partition(":")
-  if kind == "sklearn_digits" or kind == "tfds":
-    return spec
-  return None
+  kind = spec.partition(":")[0]
+  return spec if kind in ("sklearn_digits", "tfds") else None
 
 
 def make_source(spec, split, tfds_data_dir=None, tfds_manual_dir=None,

@@ -350,6 +350,11 @@ def train(model_dir, data=gin.REQUIRED, model_fn=mobilenetv4_model,
                                          max_to_keep=keep_checkpoints)
     restored = manager.restore_or_initialize()
   step = int(optimizer.iterations.numpy())
+  logging.info("%s: %s parameters, %d classes, %dpx; %d steps (%s epochs x %d),"
+               " global batch %d on %d replica(s); checkpoints in %s",
+               model.name, f"{model.count_params():,}", data.num_classes,
+               data.image_size, last_step, epochs, steps_per_epoch, batch_size,
+               replicas, ckpt_dir)
   if restored:
     logging.info("resumed from %s at step %d", restored, step)
   train_steps = make_train_step(model, optimizer, loss_fn, strategy,
@@ -359,9 +364,12 @@ def train(model_dir, data=gin.REQUIRED, model_fn=mobilenetv4_model,
   eval_writer = tf.summary.create_file_writer(os.path.join(model_dir, "eval")) \
       if chief else tf.summary.create_noop_writer()
 
-  def save():
-    if manager.latest_checkpoint != manager._checkpoint_prefix + f"-{step}":
+  saved = [step if restored else -1]
+
+  def save():  # at most once per step
+    if saved[0] != step:
       manager.save(checkpoint_number=step)
+      saved[0] = step
 
   results = {}
   window_start, window_step = time.time(), step

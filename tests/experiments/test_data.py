@@ -69,6 +69,12 @@ def test_missing_folder_is_named(tmp_path):
     data.make_source(f"folder:{tmp_path}/no_such_dir", "train")
 
 
+def test_missing_tfds_manual_dir_is_named(tmp_path):
+  with pytest.raises(data.DataError, match="imagenet_tars"):
+    data.make_source("tfds:imagenet2012", "train",
+                     tfds_manual_dir=str(tmp_path / "imagenet_tars"))
+
+
 def test_unknown_spec_is_named():
   with pytest.raises(data.DataError, match="imgnet"):
     data.make_source("imgnet", "train")
@@ -86,3 +92,23 @@ def test_folder_source_and_undecodable_image_named(tmp_path):
   with pytest.raises(tf.errors.InvalidArgumentError, match="broken.jpg"):
     for _ in d.train_dataset(None, 1, 0, 0):
       pass
+
+
+def test_tfrecord_source_counts_and_offsets_labels(tmp_path):
+  path = str(tmp_path / "train-00000.tfrecord")
+  with tf.io.TFRecordWriter(path) as writer:
+    for label in (1, 2, 3):
+      png = tf.io.encode_png(np.full((4, 4, 3), label, np.uint8)).numpy()
+      writer.write(tf.train.Example(features=tf.train.Features(feature={
+          "image/encoded": tf.train.Feature(
+              bytes_list=tf.train.BytesList(value=[png])),
+          "image/class/label": tf.train.Feature(
+              int64_list=tf.train.Int64List(value=[label])),
+      })).SerializeToString())
+  source = data.tfrecord_source(str(tmp_path / "train-*"), num_classes=3,
+                                label_offset=1)
+  assert source.num_examples == 3
+  labels = [int(l) for _, _, l in source.read(None, None)]
+  assert labels == [0, 1, 2]
+  with pytest.raises(data.DataError, match="nothing-\\*"):
+    data.tfrecord_source(str(tmp_path / "nothing-*"), num_classes=3)
