@@ -53,6 +53,7 @@ class ModelSpec:
     family: str
     resolution: int
     build: Callable[[], keras.Model]
+    has_attention: bool = False  # attention matmuls (MobileNetV4 hybrids)
 
     @property
     def label(self) -> str:
@@ -117,7 +118,8 @@ def resolve(spec: str) -> ModelSpec:
         r = resolution or MNV4_RESOLUTION.get(name, 224)
         family = "MobileNetV4-Hybrid" if name.startswith("hybrid") else "MobileNetV4-Conv"
         return ModelSpec(name, family, r,
-                         lambda: mobilenetv4.create_model(name, input_shape=(r, r, 3)))
+                         lambda: mobilenetv4.create_model(name, input_shape=(r, r, 3)),
+                         has_attention=name.startswith("hybrid"))
     raise ValueError(f"unknown model {name!r}; choose a MobileNetV4 model ({', '.join(mnv4)}) "
                      f"or a keras application such as {EXAMPLES}")
 

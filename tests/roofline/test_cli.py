@@ -82,7 +82,7 @@ def test_measure_script_writes_latency_csv(tmp_path):
     env = dict(os.environ, PYTHONPATH=os.getcwd() + os.pathsep + os.environ.get("PYTHONPATH", ""))
     proc = subprocess.run(
         [sys.executable, "-m", "mobilenetv4.roofline.measure", "--models",
-         "mobilenet_v1_025@32", "--runs", "5", "--repeats", "2",
+         "mobilenet_v1_025@32", "--runs", "5", "--repeats", "2", "--attention-precision", "float",
          "--cache-dir", str(tmp_path / "cache"), "--out", str(out)],
         capture_output=True, text=True, timeout=600, env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -93,4 +93,14 @@ def test_measure_script_writes_latency_csv(tmp_path):
         assert len(means) == 2 and float(r["latency_ms"]) > 0
         assert min(means) <= float(r["latency_ms"]) <= max(means)
         assert int(r["runs_per_round"]) == 5
+        assert r["attention_precision"] == "int8"  # no attention: every op quantized
     assert (tmp_path / "cache" / "mobilenet_v1_025_32_int8.tflite").stat().st_size > 0
+
+
+def test_slow_models_get_fewer_runs_per_round():
+    from mobilenetv4.roofline.measure import runs_tier
+    assert runs_tier(0.004, 1000, 10.0) == 1000  # 4 s a round
+    assert runs_tier(0.02, 1000, 10.0) == 300
+    assert runs_tier(0.08, 1000, 10.0) == 100
+    assert runs_tier(2.0, 1000, 10.0) == 30  # never fewer than the smallest tier
+    assert runs_tier(0.001, 50, 10.0) == 50  # a smaller --runs is kept
