@@ -17,9 +17,8 @@ from absl import app
 from absl import flags
 from absl import logging
 
-flags.DEFINE_multi_string("gin_file", [], "Gin files, applied in order.")
-flags.DEFINE_multi_string("gin_param", [], "Gin bindings, e.g. "
-                          "\"train.epochs = 3\"; applied after the files.")
+from experiments import gin_flags  # noqa: F401  (defines --gin_file and --gin_param)
+
 flags.DEFINE_string("model_dir", None, "Where checkpoints, TensorBoard logs, "
                     "final.weights.h5 and metrics.json go.")
 flags.DEFINE_enum("strategy", None, ["default", "mirrored", "multi_worker",

@@ -24,6 +24,7 @@ import numpy as np
 import tensorflow as tf
 
 from experiments import data as data_lib
+from experiments import gin_flags
 from experiments import trainer
 from experiments.distill import augment
 from experiments.distill import relevance
@@ -142,8 +143,8 @@ def generate(datasets=gin.REQUIRED, teacher=gin.REQUIRED, output_dir=gin.REQUIRE
   runner = teacher_lib.TeacherRunner(model, batch_size, preprocess, output=teacher_output,
                                      temperature=temperature, strategy=strategy)
   mine = [i for i in range(num_shards) if i % num_workers == worker_index]
-  logging.info("worker %d/%d: shards %s of %s into %s", worker_index, num_workers, mine,
-               names, output_dir)
+  logging.info("worker %d/%d: shards %s of %s into %s; teacher on %d replicas", worker_index,
+               num_workers, mine, names, output_dir, strategy.num_replicas_in_sync)
   written = []
   for spec in datasets:
     source = spec.images(classes)
@@ -185,10 +186,11 @@ def generate(datasets=gin.REQUIRED, teacher=gin.REQUIRED, output_dir=gin.REQUIRE
   return written
 
 
-FLAGS = flags.DEFINE_multi_string("gin_file", [], "gin config files")
-PARAMS = flags.DEFINE_multi_string("gin_param", [], "gin bindings, e.g. generate.num_shards=8")
+FLAGS, PARAMS = gin_flags.GIN_FILES, gin_flags.GIN_PARAMS
 WORKER = flags.DEFINE_integer("worker_index", 0, "this worker's index")
 WORKERS = flags.DEFINE_integer("num_workers", 1, "number of generation workers")
+CPU_DEVICES = flags.DEFINE_integer("cpu_devices", None, "split the CPU into this many logical "
+                                   "devices (to try generate.strategy='mirrored' on CPU)")
 
 
 def main(argv):
@@ -197,6 +199,10 @@ def main(argv):
   if not FLAGS.value:
     raise app.UsageError("pass --gin_file=gin_configs/distill_generate_<recipe>.gin")
   logging.set_verbosity(logging.INFO)
+  if CPU_DEVICES.value:
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(
+        cpu, [tf.config.LogicalDeviceConfiguration()] * CPU_DEVICES.value)
   for path in FLAGS.value:
     if not os.path.exists(path):
       print(f"error: gin file '{path}' does not exist", file=sys.stderr)
