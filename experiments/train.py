@@ -17,7 +17,7 @@ from absl import app
 from absl import flags
 from absl import logging
 
-from experiments import gin_flags  # noqa: F401  (defines --gin_file and --gin_param)
+from experiments import common_flags  # defines --gin_file, --gin_param, --cpu_devices
 
 flags.DEFINE_string("model_dir", None, "Where checkpoints, TensorBoard logs, "
                     "final.weights.h5 and metrics.json go.")
@@ -25,8 +25,6 @@ flags.DEFINE_enum("strategy", None, ["default", "mirrored", "multi_worker",
                                      "tpu"],
                   "tf.distribute strategy (overrides train.strategy).")
 flags.DEFINE_string("tpu", None, "TPU name or address for --strategy=tpu.")
-flags.DEFINE_integer("cpu_devices", None, "Split the CPU into this many "
-                     "logical devices (to try --strategy=mirrored on CPU).")
 flags.mark_flag_as_required("model_dir")
 FLAGS = flags.FLAGS
 
@@ -52,10 +50,7 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   logging.set_verbosity(logging.INFO)
   import tensorflow as tf
-  if FLAGS.cpu_devices:
-    cpu = tf.config.list_physical_devices("CPU")[0]
-    tf.config.set_logical_device_configuration(
-        cpu, [tf.config.LogicalDeviceConfiguration()] * FLAGS.cpu_devices)
+  common_flags.split_cpu_if_asked()
   import gin
   from experiments import data as data_lib
   from experiments import trainer

@@ -24,7 +24,7 @@ import numpy as np
 import tensorflow as tf
 
 from experiments import data as data_lib
-from experiments import gin_flags
+from experiments import common_flags
 from experiments import trainer
 from experiments.distill import augment
 from experiments.distill import relevance
@@ -186,11 +186,9 @@ def generate(datasets=gin.REQUIRED, teacher=gin.REQUIRED, output_dir=gin.REQUIRE
   return written
 
 
-FLAGS, PARAMS = gin_flags.GIN_FILES, gin_flags.GIN_PARAMS
+FLAGS, PARAMS = common_flags.GIN_FILES, common_flags.GIN_PARAMS
 WORKER = flags.DEFINE_integer("worker_index", 0, "this worker's index")
 WORKERS = flags.DEFINE_integer("num_workers", 1, "number of generation workers")
-CPU_DEVICES = flags.DEFINE_integer("cpu_devices", None, "split the CPU into this many logical "
-                                   "devices (to try generate.strategy='mirrored' on CPU)")
 
 
 def main(argv):
@@ -199,10 +197,7 @@ def main(argv):
   if not FLAGS.value:
     raise app.UsageError("pass --gin_file=gin_configs/distill_generate_<recipe>.gin")
   logging.set_verbosity(logging.INFO)
-  if CPU_DEVICES.value:
-    cpu = tf.config.list_physical_devices("CPU")[0]
-    tf.config.set_logical_device_configuration(
-        cpu, [tf.config.LogicalDeviceConfiguration()] * CPU_DEVICES.value)
+  common_flags.split_cpu_if_asked()
   for path in FLAGS.value:
     if not os.path.exists(path):
       print(f"error: gin file '{path}' does not exist", file=sys.stderr)
