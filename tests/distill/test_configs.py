@@ -33,16 +33,24 @@ def test_student_configs_mix_1_1_2_with_soft_label_loss(parsed, name):
   assert gin.query_parameter("mobilenetv4_model.dropout") > 0
 
 
-@pytest.mark.parametrize("name", ["distill_generate_quickstart.gin",
-                                  "distill_generate_imagenet.gin"])
-def test_generate_configs_define_d1_d2_d3_as_in_the_paper(parsed, name):
-  parsed(name)
+def test_generate_imagenet_config_is_the_papers_d1_d2_d3(parsed):
+  parsed("distill_generate_imagenet.gin")
   q = gin.query_parameter
-  assert q("d1/DistillDataset.augmentation") == "randaugment"
-  assert (q("d1/DistillDataset.randaugment_layers"), q("d1/DistillDataset.randaugment_magnitude")) == (2, 9)
-  assert q("d2/DistillDataset.augmentation") == "mixup"
-  assert q("d2/DistillDataset.mixup_alpha") == 1.0
-  assert (q("d3/DistillDataset.randaugment_layers"), q("d3/DistillDataset.randaugment_magnitude")) == (2, 5)
+  assert (q("d1/DistillDataset.augmentation"), q("d1/DistillDataset.randaugment_layers"),
+          q("d1/DistillDataset.randaugment_magnitude"), q("d1/DistillDataset.replicas")) == (
+              "randaugment", 2, 9, 500)
+  assert (q("d2/DistillDataset.augmentation"), q("d2/DistillDataset.mixup_alpha"),
+          q("d2/DistillDataset.replicas")) == ("mixup", 1.0, 1000)
+  assert (q("d3/DistillDataset.randaugment_layers"), q("d3/DistillDataset.randaugment_magnitude"),
+          q("d3/DistillDataset.replicas")) == (2, 5, 10)
+  assert (q("d3/Selection.threshold"), q("d3/Selection.per_class")) == (0.3, 130000)
+
+
+def test_generate_quickstart_config_has_three_datasets(parsed):
+  parsed("distill_generate_quickstart.gin")
+  q = gin.query_parameter
+  assert [q(f"d{i}/DistillDataset.augmentation") for i in (1, 2, 3)] == [
+      "randaugment", "mixup", "randaugment"]
   assert q("d3/Selection.threshold") == 0.3
 
 

@@ -44,10 +44,10 @@ def test_augmentations_differ_between_replicas(generated):
 
 
 def test_top_k_storage_keeps_top_classes_and_remainder(tmp_path, tiny, teacher_file):
-  gen.generate(datasets=tiny.specs(replicas=1)[:1], teacher=teacher_file,
+  gen.generate(datasets=tiny.specs(replicas=1)[1:], teacher=teacher_file,  # d2: Mixup
                output_dir=str(tmp_path), classes=tiny.classes, image_size=tiny.size, num_shards=1,
                batch_size=8, top_k=3, prob_dtype="float32")
-  examples, sides = _read(str(tmp_path), "d1")
+  examples, sides = _read(str(tmp_path), "d2")
   teacher = keras.models.load_model(teacher_file)
   images = augment.normalize(np.stack([e["image"] for e in examples]))
   expected = tf.nn.softmax(teacher(images)).numpy()
