@@ -24,12 +24,17 @@ def inception_crop(image, image_size, area_range=(0.08, 1.0)):
   return tf.cast(tf.clip_by_value(tf.round(crop), 0.0, 255.0), tf.uint8)
 
 
-def rand_augment(num_layers, magnitude, image_size):
+def rand_augment(num_layers, magnitude, image_size, exclude_ops=()):
   """Model Garden RandAugment with its pixel constants scaled to `image_size`."""
+  known = mg_augment.RandAugment().available_ops
+  unknown = sorted(set(exclude_ops) - set(known))
+  if unknown:
+    raise ValueError(f"unknown RandAugment ops {unknown} in exclude_ops; choose from {known}")
   scale = min(image_size) / _REF_SIZE
   return mg_augment.RandAugment(num_layers=num_layers, magnitude=magnitude,
                                 translate_const=_TRANSLATE_CONST * scale,
-                                cutout_const=max(1.0, _CUTOUT_CONST * scale))
+                                cutout_const=max(1.0, _CUTOUT_CONST * scale),
+                                exclude_ops=list(exclude_ops) or None)
 
 
 def extreme_mixup(images, alpha=1.0):
@@ -52,7 +57,8 @@ AUGMENTATIONS = ("randaugment", "mixup")
 
 
 def augment_dataset(images, kind, image_size, randaugment_layers=2, randaugment_magnitude=9,
-                    mixup_alpha=1.0, mixup_group=64, crop_area_range=(0.08, 1.0)):
+                    mixup_alpha=1.0, mixup_group=64, crop_area_range=(0.08, 1.0),
+                    randaugment_exclude_ops=()):
   """Maps a dataset of uint8 [H, W, 3] images to augmented uint8 [*image_size, 3] images.
 
   kind "randaugment": Inception crop then RandAugment(layers, magnitude).
@@ -63,7 +69,8 @@ def augment_dataset(images, kind, image_size, randaugment_layers=2, randaugment_
   image_size = tuple(image_size)
   cropped = images.map(lambda im: inception_crop(im, image_size, crop_area_range))
   if kind == "randaugment":
-    policy = rand_augment(randaugment_layers, randaugment_magnitude, image_size)
+    policy = rand_augment(randaugment_layers, randaugment_magnitude, image_size,
+                          randaugment_exclude_ops)
     return cropped.map(policy.distort)
   if kind == "mixup":
     if not mixup_alpha > 0:

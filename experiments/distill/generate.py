@@ -54,6 +54,7 @@ class DistillDataset:
   randaugment_magnitude: float = 9
   mixup_alpha: float = 1.0
   crop_area_range: tuple = (0.08, 1.0)
+  randaugment_exclude_ops: tuple = ()  # Model Garden op names, e.g. ('Invert', 'Solarize')
   selection: Optional[Selection] = None
 
   def images(self, classes):
@@ -94,7 +95,8 @@ def _shard_examples(spec, source, num_source, index, num_shards, image_size, jpe
       replicas.map(lambda i, im: im), spec.augmentation, image_size,
       randaugment_layers=spec.randaugment_layers,
       randaugment_magnitude=spec.randaugment_magnitude, mixup_alpha=spec.mixup_alpha,
-      crop_area_range=spec.crop_area_range)
+      crop_area_range=spec.crop_area_range,
+      randaugment_exclude_ops=spec.randaugment_exclude_ops)
 
   def jpeg_round_trip(i, im):
     data = tf.io.encode_jpeg(im, quality=jpeg_quality)
@@ -172,7 +174,8 @@ def generate(datasets=gin.REQUIRED, teacher=gin.REQUIRED, output_dir=gin.REQUIRE
       records = _label(batches, runner, fmt, f"{spec.name} shard {index + 1}/{num_shards}")
       meta = {"dataset": spec.name, "shard": index, "num_shards": num_shards,
               "augmentation": spec.augmentation, "replicas": spec.replicas,
-              "randaugment": [spec.randaugment_layers, spec.randaugment_magnitude],
+              "randaugment": [spec.randaugment_layers, spec.randaugment_magnitude,
+                              list(spec.randaugment_exclude_ops)],
               "mixup_alpha": spec.mixup_alpha, "image_size": list(image_size),
               "jpeg_quality": jpeg_quality, "label_format": fmt.to_json(), "seed": seed}
       side = shards.write_shard(path, records, meta)

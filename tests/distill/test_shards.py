@@ -99,3 +99,11 @@ def test_select_balanced_thresholds_caps_and_replicates():
   assert sorted(zip(cls, idx)) == [(0, 0), (0, 1), (1, 3), (1, 3), (2, 5), (2, 5)]
   with pytest.raises(ValueError, match="no candidate"):
     relevance.select_balanced(scores, threshold=0.95, per_class=2)
+
+
+def test_randaugment_exclusions_are_checked_and_applied():
+  with pytest.raises(ValueError, match="unknown RandAugment ops \\['Invrt'\\]"):
+    augment.rand_augment(2, 3, (16, 16), exclude_ops=("Invrt",))
+  policy = augment.rand_augment(2, 3, (16, 16), exclude_ops=("Invert", "Solarize"))
+  assert "Invert" not in policy.available_ops and "Rotate" in policy.available_ops
+  assert policy.translate_const == pytest.approx(100 * 16 / 224)  # scaled to the crop size
