@@ -77,6 +77,9 @@ def roofline_ops(model: keras.Model, precision: str = "int8") -> List[RooflineOp
     if not isinstance(model, keras.Model):
         raise TypeError(f"expected a built tf_keras Model, got {type(model).__name__}; build it "
                         "with mobilenetv4.create_model(...) or tf_keras.applications.*")
+    if any(d is None for d in _shapes(model.input_shape)[0][1:]):
+        raise ValueError(f"{model.name} takes inputs of shape {model.input_shape}; bytes depend "
+                         "on the resolution, so build it with a fixed input_shape=(H, W, 3)")
     from mobilenetv4.costs import layer_costs
     index = _top_level_index(model)
     ranked = []

@@ -131,4 +131,7 @@ def test_bad_input_messages():
         sweep(_toy_ops(), [-5, 1])
     with pytest.raises(TypeError, match="built tf_keras Model"):
         roofline_ops("conv_small")
+    inp = keras.Input((None, None, 3))
+    with pytest.raises(ValueError, match="fixed input_shape"):
+        roofline_ops(keras.Model(inp, keras.layers.Conv2D(2, 1)(inp)))
     assert math.isinf(RooflineOp("p", "p", "pool", 0, 0, 0).intensity)
