@@ -67,11 +67,15 @@ class LayerScale(keras.layers.Layer):
 
 
 @register
-class StochasticDepth(keras.layers.Layer):
-  """Drops the whole residual branch per sample with probability `rate` while training."""
+class StochasticDepth(keras.__internal__.layers.BaseRandomLayer):
+  """Drops the whole residual branch per sample with probability `rate` while training.
 
-  def __init__(self, rate, **kwargs):
-    super().__init__(**kwargs)
+  Draws through tf_keras' RandomGenerator (like Dropout), so a trainer that checkpoints the
+  layers' generator states replays the same masks after a resume.
+  """
+
+  def __init__(self, rate, seed=None, **kwargs):
+    super().__init__(seed=seed, **kwargs)
     if not 0.0 <= rate < 1.0:
       raise ValueError(f"stochastic depth rate must be in [0, 1), got {rate}")
     self.rate = rate
@@ -81,7 +85,7 @@ class StochasticDepth(keras.layers.Layer):
       return x
     keep = 1.0 - self.rate
     shape = tf.concat([tf.shape(x)[:1], tf.ones([tf.rank(x) - 1], tf.int32)], axis=0)
-    mask = tf.floor(keep + tf.random.uniform(shape, dtype=x.dtype))
+    mask = tf.floor(keep + self._random_generator.random_uniform(shape, dtype=x.dtype))
     return x / keep * mask
 
   def get_config(self):
