@@ -127,12 +127,11 @@ def _is_chief(strategy):
 
 
 def _random_generator_states(model):
-  """State variables of the layers' tf.random.Generators (Dropout, ...).
+  """State variables of the layers' tf.random.Generators (Dropout, StochasticDepth).
 
   tf_keras creates them lazily and does not track them for checkpoints; made
-  now and checkpointed, a resumed run draws the same dropout masks as an
-  uninterrupted one. (Layers using legacy stateful ops, such as the
-  stochastic-depth layer, cannot be resumed exactly this way.)
+  now and checkpointed, a resumed run draws the same dropout and drop-path
+  masks as an uninterrupted one.
   """
   states = []
   for layer in model.submodules:
