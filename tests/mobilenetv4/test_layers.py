@@ -157,3 +157,18 @@ def test_stochastic_depth_drops_whole_samples_in_training_only():
   assert set(np.unique(per_sample)) <= {0.0, 2.0}
   assert np.all(per_sample.min(1) == per_sample.max(1))
   assert 10 < (per_sample[:, 0] == 0).sum() < 54
+
+
+def test_stochastic_depth_masks_replay_from_a_checkpointed_generator_state(tmp_path):
+  # What the trainer relies on for exact resume: the layer's generator state is checkpointable.
+  keras.backend.experimental.enable_tf_random_generator()
+  drop = L.StochasticDepth(0.5, seed=3)
+  x = tf.ones([256, 1])
+  drop(x, training=True)
+  drop._random_generator._maybe_init()  # pylint: disable=protected-access
+  checkpoint = tf.train.Checkpoint(state=drop._random_generator._generator.state)  # pylint: disable=protected-access
+  saved = checkpoint.save(str(tmp_path / "rng"))
+  first = drop(x, training=True).numpy()
+  checkpoint.restore(saved)
+  np.testing.assert_array_equal(drop(x, training=True).numpy(), first)
+  assert not np.array_equal(drop(x, training=True).numpy(), first)
