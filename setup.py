@@ -30,6 +30,6 @@ setup(
         "pillow>=10",
     ],
     extras_require={
-        "dev": ["pytest>=8", "pytest-timeout>=2"],
+        "dev": ["pytest>=8", "pytest-timeout>=2", "pytest-xdist>=3"],
     },
 )
