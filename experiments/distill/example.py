@@ -112,7 +112,7 @@ def main(argv):
   # label-smoothed teacher gives flatter, less informative soft labels; Mueller et al. 2019).
   step("teacher", f"{work}/teacher/metrics.json", lambda: _run(
       "experiments.train", "distill_baseline_quickstart.gin",
-      paths + [f"input_pipeline.dataset = '{labelled}'", "mobilenetv4_model.name = 'conv_small'",
+      [f"input_pipeline.dataset = '{labelled}'", "mobilenetv4_model.name = 'conv_small'",
                f"train.epochs = {TEACHER_EPOCHS.value}",
                "categorical_crossentropy.label_smoothing = 0.0"],
       [f"--model_dir={work}/teacher"]))
@@ -121,7 +121,7 @@ def main(argv):
       [p for p in paths if not p.startswith("DistillationData")]))
   step("student on labels alone", f"{work}/baseline/metrics.json", lambda: _run(
       "experiments.train", "distill_baseline_quickstart.gin",
-      paths + [f"input_pipeline.dataset = '{labelled}'"] + epochs,
+      [f"input_pipeline.dataset = '{labelled}'"] + epochs,
       [f"--model_dir={work}/baseline"]))
   step("student distilled", f"{work}/student/metrics.json", lambda: _run(
       "experiments.train", "distill_student_quickstart.gin",

@@ -149,6 +149,10 @@ def generate(datasets=gin.REQUIRED, teacher=gin.REQUIRED, output_dir=gin.REQUIRE
                num_workers, mine, names, output_dir, strategy.num_replicas_in_sync)
   written = []
   for spec in datasets:
+    paths = {i: f"{output_dir}/{shards.shard_name(spec.name, i, num_shards)}" for i in mine}
+    if all(shards.is_complete(p) for p in paths.values()):
+      logging.info("%s: all %d shards of this worker already finished", spec.name, len(mine))
+      continue  # also skips D3's relevance scoring on resume
     source = spec.images(classes)
     if spec.selection is not None:
       tf.random.set_seed(seed)
@@ -163,7 +167,7 @@ def generate(datasets=gin.REQUIRED, teacher=gin.REQUIRED, output_dir=gin.REQUIRE
     done = 0
     start = time.time()
     for index in mine:
-      path = f"{output_dir}/{shards.shard_name(spec.name, index, num_shards)}"
+      path = paths[index]
       if shards.is_complete(path):
         logging.info("%s: shard %d/%d already finished, skipped", spec.name, index + 1,
                      num_shards)
