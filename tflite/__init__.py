@@ -4,7 +4,8 @@ Modules: `export` (Keras -> .tflite INT8/FP16/FP32 + report), `calibration` (rep
 `analysis` (op histogram, delegate partitions, fidelity), `runtime` (LiteRT interpreter helpers),
 `cpu` (fastest-core detection and pinning), `benchmark` (Appendix B protocol, local or `--adb`),
 `adb` (Android benchmark_model driver), `edgetpu` (edgetpu_compiler driver), `models` (name -> Keras
-model, ours or Model Garden's), `compare_model_garden` and `ablations` (latency tables for the docs).
+model, ours or Model Garden's; stand-in statistics for random weights), `compare_model_garden` and
+`ablations` (latency tables for the docs), `roundtrip` (export-and-compare self-check).
 
 This package imports no TensorFlow at import time so that `python -m tflite.benchmark` starts fast.
 """
