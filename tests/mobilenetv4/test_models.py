@@ -13,12 +13,15 @@ TIMM_PARAMS = {
     "conv_small": 3_774_024, "conv_medium": 9_715_512, "hybrid_medium": 11_074_648,
     "conv_large": 32_590_864, "hybrid_large": 37_764_624, "conv_small_050": 2_238_952,
     "hybrid_medium_075": 7_313_528, "hybrid_large_075": 22_754_984,
+    "conv_aa_large": 32_590_864, "conv_blur_medium": 9_715_512,
 }
 # MACs of convs, dense layers and attention matmuls on timm's PyTorch models (FlopCounterMode).
 TIMM_GMACS = {
     "conv_small": (224, 0.1860), "conv_medium": (256, 1.0802), "hybrid_medium": (256, 1.2712),
     "conv_large": (384, 6.3762), "hybrid_large": (384, 7.7119), "conv_small_050": (224, 0.0647),
     "hybrid_medium_075": (224, 0.6498), "hybrid_large_075": (256, 2.0362),
+    # anti-aliased variants; timm counts the fixed blur filter as a depthwise conv, we do not
+    "conv_aa_large": (384, 7.0076), "conv_blur_medium": (224, 1.2026),
 }
 # Blocks per stage (stem, s1..s4, head conv).
 BLOCKS_PER_STAGE = {
