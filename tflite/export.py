@@ -27,12 +27,12 @@ PREPROCESSING = {  # (mean, std) of the input the network was trained on, in [0,
     "none": None,  # the exported model takes exactly what the Keras model takes
 }
 IO_TYPES = ("uint8", "int8", "float")
-# Ops kept in float inside an INT8 model (attention precision "float"): XNNPACK runs SOFTMAX in
-# float only and takes an int8 BATCH_MATMUL only when the right operand's zero point is 0, so
-# quantized attention falls back to the builtin kernels and splits the graph into one XNNPACK
-# partition per attention block. With these in float (DEQUANTIZE -> float matmuls and softmax ->
-# QUANTIZE) XNNPACK runs the whole graph.
-FLOAT_ATTENTION_OPS = ("BATCH_MATMUL", "SOFTMAX")
+# Ops kept in float inside an INT8 model (attention precision "float"): XNNPACK runs SOFTMAX and
+# GELU (hybrid_large's activation) in float only and takes an int8 BATCH_MATMUL only when the right
+# operand's zero point is 0, so quantized attention falls back to the builtin kernels and splits the
+# graph into one XNNPACK partition per attention block (per GELU for hybrid_large: 51). With these
+# in float (DEQUANTIZE -> float op -> QUANTIZE) XNNPACK runs the whole graph.
+FLOAT_ATTENTION_OPS = ("BATCH_MATMUL", "SOFTMAX", "GELU")
 
 
 def with_pixel_input(model, preprocessing: str, input_size: tuple[int, int]):
