@@ -11,8 +11,12 @@ the same converter settings and the same calibration images. Rows:
   model_garden/<m> (full int8 attention), ours/<m> (full int8 attention): every op quantized, the
                       standard converter recipe (Model Garden's hybrid then runs its attention on
                       the builtin kernels, in 9 XNNPACK partitions)
+  ours/hybrid_medium without attention
+                      hybrid_medium with its 8 Mobile MQA blocks removed (everything else equal):
+                      splits the hybrid's cost into its convolutional part and its attention blocks
 """
 import argparse
+import dataclasses
 import json
 import os
 import statistics
@@ -21,18 +25,29 @@ import numpy as np
 
 from tflite import analysis, benchmark, exit_on_tool_error
 
+NO_ATTENTION = "no_attention:"  # source prefix of the decomposition row
 # (label, source, model, attention precision)
 VARIANTS = {
     "conv_small": [("ours", "", "float"), ("model_garden", "model_garden:", "float")],
     "conv_medium": [("ours", "", "float")],
     "hybrid_medium": [("ours", "", "float"), ("model_garden", "model_garden:", "float"),
-                      ("ours", "", "int8"), ("model_garden", "model_garden:", "int8")],
+                      ("ours", "", "int8"), ("model_garden", "model_garden:", "int8"),
+                      ("ours", NO_ATTENTION, "float")],
 }
 SIZES = {"conv_small": 224, "conv_medium": 256, "hybrid_medium": 256}
 
 
 def paired_ratio(a: dict, b: dict) -> float:
     return statistics.median(x / y for x, y in zip(a["means_ms"], b["means_ms"]))
+
+
+def without_attention(name, input_shape):
+    """Our `name` with every Mobile MQA block removed: the hybrid's convolutional part alone."""
+    from mobilenetv4 import builder, specs
+    arch = specs.ARCHITECTURES[name]
+    stages = tuple(tuple(b for b in stage if not isinstance(b, specs.MobileMQA)) for stage in arch.stages)
+    return builder.build_model(dataclasses.replace(arch, name=f"{name}_without_attention", stages=stages),
+                               input_shape=input_shape)
 
 
 def build_variant(source_prefix, name, size, attention, path, num_calibration, log):
@@ -42,8 +57,10 @@ def build_variant(source_prefix, name, size, attention, path, num_calibration, l
         return
     rng = np.random.default_rng(0)  # identical calibration images for every variant
     images = rng.uniform(0, 255, size=(num_calibration, size, size, 3)).astype(np.float32)
-    model = export.with_pixel_input(models.build(source_prefix + name, (size, size, 3)), "imagenet",
-                                    (size, size))
+    shape = (size, size, 3)
+    float_model = (without_attention(name, shape) if source_prefix == NO_ATTENTION
+                   else models.build(source_prefix + name, shape))
+    model = export.with_pixel_input(float_model, "imagenet", (size, size))
     models.stand_in_statistics(model, images)
     log(f"converting {source_prefix}{name} INT8 (attention {attention}) at {size}x{size} ...")
     data = export.convert(model, "int8", "uint8", images, attention_precision=attention)
@@ -64,18 +81,21 @@ def main(argv=None):
     rows = []
     for name in args.models:
         for label, prefix, attention in VARIANTS[name]:
-            tag = f"{label}_{name}_int8" + ("_fullint8attn" if attention == "int8" else "")
-            path = os.path.join(args.out_dir, tag + ".tflite")
+            suffix = "_fullint8attn" if attention == "int8" else "_noattn" if prefix == NO_ATTENTION else ""
+            path = os.path.join(args.out_dir, f"{label}_{name}_int8{suffix}.tflite")
             build_variant(prefix, name, SIZES[name], attention, path, args.num_calibration, print)
-            rows.append({"label": f"{label}/{name}" + (" (full int8 attention)" if attention == "int8" else ""),
-                         "name": name, "side": label, "attention": attention, "path": path})
+            note = (" (full int8 attention)" if attention == "int8"
+                    else " without attention" if prefix == NO_ATTENTION else "")
+            side = "ours_without_attention" if prefix == NO_ATTENTION else label
+            rows.append({"label": f"{label}/{name}{note}", "name": name, "side": side,
+                         "attention": attention, "path": path})
     result = benchmark.appendix_b([r["path"] for r in rows], num_runs=args.num_runs,
                                   repeats=args.repeats, core=args.core)
     for r, m in zip(rows, result["models"]):
         r.update(median_ms=m["median_ms"], means_ms=m["means_ms"])
         st = analysis.graph_stats(r["path"])
         r.update(transposes=st.transposes, partitions=st.delegate_partitions,
-                 undelegated=st.undelegated_ops, size_mib=st.size_bytes / 2**20)
+                 undelegated=st.undelegated_ops, size_mib=st.size_bytes / 2**20, macs=st.macs)
 
     def find(side, name, attention="float"):
         return next((r for r in rows if r["side"] == side and r["name"] == name
@@ -95,11 +115,16 @@ def main(argv=None):
     hm, cm = find("ours", "hybrid_medium"), find("ours", "conv_medium")
     if hm and cm:
         ratios.append(("ours/hybrid_medium / ours/conv_medium", hm, cm))
+    hm_conv = find("ours_without_attention", "hybrid_medium")
+    if hm_conv and cm:
+        ratios.append(("ours/hybrid_medium without attention / ours/conv_medium", hm_conv, cm))
+    if hm_conv and hm:
+        ratios.append(("ours/hybrid_medium / ours/hybrid_medium without attention", hm, hm_conv))
 
-    lines = ["| model (INT8, uint8 io) | input | median (ms) | means (ms) | TRANSPOSE | XNNPACK partitions | ops outside XNNPACK |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| model (INT8, uint8 io) | input | MACs (M) | median (ms) | means (ms) | TRANSPOSE | XNNPACK partitions | ops outside XNNPACK |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['label']} | {SIZES[r['name']]} | {r['median_ms']:.3f} | "
+        lines.append(f"| {r['label']} | {SIZES[r['name']]} | {r['macs'] / 1e6:.1f} | {r['median_ms']:.3f} | "
                      f"{', '.join(f'{x:.2f}' for x in r['means_ms'])} | {r['transposes']} | {r['partitions']} | "
                      f"{', '.join(f'{k} x{v}' for k, v in r['undelegated'].items()) or 'none'} |")
     # Ratio of the medians, and the median of per-repeat ratios: A and B of one repeat ran back to
