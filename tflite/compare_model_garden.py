@@ -11,6 +11,8 @@ the same converter settings and the same calibration images. Rows:
   model_garden/<m> (full int8 attention), ours/<m> (full int8 attention): every op quantized, the
                       standard converter recipe (Model Garden's hybrid then runs its attention on
                       the builtin kernels, in 9 XNNPACK partitions)
+  ours/<m> (int8 matmuls): `--attention_precision int8_matmul`, integer attention matmuls that
+                      XNNPACK still runs (K/V re-quantized to zero point 0), softmax in float
   ours/hybrid_medium without attention
                       hybrid_medium with its 8 Mobile MQA blocks removed (everything else equal):
                       splits the hybrid's cost into its convolutional part and its attention blocks
@@ -32,7 +34,7 @@ VARIANTS = {
     "conv_medium": [("ours", "", "float")],
     "hybrid_medium": [("ours", "", "float"), ("model_garden", "model_garden:", "float"),
                       ("ours", "", "int8"), ("model_garden", "model_garden:", "int8"),
-                      ("ours", NO_ATTENTION, "float")],
+                      ("ours", "", "int8_matmul"), ("ours", NO_ATTENTION, "float")],
 }
 SIZES = {"conv_small": 224, "conv_medium": 256, "hybrid_medium": 256}
 
@@ -81,11 +83,12 @@ def main(argv=None):
     rows = []
     for name in args.models:
         for label, prefix, attention in VARIANTS[name]:
-            suffix = "_fullint8attn" if attention == "int8" else "_noattn" if prefix == NO_ATTENTION else ""
+            suffix, note = {"int8": ("_fullint8attn", " (full int8 attention)"),
+                            "int8_matmul": ("_int8matmul", " (int8 matmuls)")}.get(attention, ("", ""))
+            if prefix == NO_ATTENTION:
+                suffix, note = "_noattn", " without attention"
             path = os.path.join(args.out_dir, f"{label}_{name}_int8{suffix}.tflite")
             build_variant(prefix, name, SIZES[name], attention, path, args.num_calibration, print)
-            note = (" (full int8 attention)" if attention == "int8"
-                    else " without attention" if prefix == NO_ATTENTION else "")
             side = "ours_without_attention" if prefix == NO_ATTENTION else label
             rows.append({"label": f"{label}/{name}{note}", "name": name, "side": side,
                          "attention": attention, "path": path})
@@ -115,6 +118,9 @@ def main(argv=None):
     hm, cm = find("ours", "hybrid_medium"), find("ours", "conv_medium")
     if hm and cm:
         ratios.append(("ours/hybrid_medium / ours/conv_medium", hm, cm))
+    hm_mm = find("ours", "hybrid_medium", "int8_matmul")
+    if hm_mm and hm:
+        ratios.append(("ours/hybrid_medium (int8 matmuls) / ours/hybrid_medium", hm_mm, hm))
     hm_conv = find("ours_without_attention", "hybrid_medium")
     if hm_conv and cm:
         ratios.append(("ours/hybrid_medium without attention / ours/conv_medium", hm_conv, cm))

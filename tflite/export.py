@@ -19,7 +19,7 @@ import time
 
 import numpy as np
 
-from tflite import ToolError, analysis, calibration, exit_on_tool_error, runtime
+from tflite import ToolError, analysis, calibration, exit_on_tool_error, requantize, runtime
 
 PREPROCESSING = {  # (mean, std) of the input the network was trained on, in [0, 1] pixel units
     "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
@@ -33,6 +33,11 @@ IO_TYPES = ("uint8", "int8", "float")
 # graph into one XNNPACK partition per attention block (per GELU for hybrid_large: 51). With these
 # in float (DEQUANTIZE -> float op -> QUANTIZE) XNNPACK runs the whole graph.
 FLOAT_ATTENTION_OPS = ("BATCH_MATMUL", "SOFTMAX", "GELU")
+# attention_precision: "float" (the default, above), "int8_matmul" (the matmuls int8 with K and V
+# re-quantized to zero point 0 so XNNPACK still takes them, softmax and GELU float: one partition,
+# integer matmuls for CPUs whose int8 GEMM is much faster than fp32), "int8" (every op: the
+# standard full-integer recipe, for EdgeTPU and the like).
+ATTENTION_PRECISIONS = ("float", "int8_matmul", "int8")
 
 
 def with_pixel_input(model, preprocessing: str, input_size: tuple[int, int]):
@@ -48,8 +53,7 @@ def with_pixel_input(model, preprocessing: str, input_size: tuple[int, int]):
 
 def convert(model, precision: str, io: str = "float", representative: np.ndarray | None = None,
             attention_precision: str = "float") -> bytes:
-    """Keras model with a static input -> .tflite bytes. For INT8, `attention_precision="int8"`
-    quantizes every op; "float" keeps FLOAT_ATTENTION_OPS in float (see above)."""
+    """Keras model with a static input -> .tflite bytes; for INT8 see ATTENTION_PRECISIONS."""
     import tensorflow as tf
     spec = tf.TensorSpec(model.inputs[0].shape, tf.float32)
     fn = tf.function(lambda x: model(x, training=False), input_signature=[spec])
@@ -63,7 +67,10 @@ def convert(model, precision: str, io: str = "float", representative: np.ndarray
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = lambda: ([image[None]] for image in representative)
         dtype = {"uint8": tf.uint8, "int8": tf.int8, "float": tf.float32}[io]
-        if attention_precision == "float":
+        if attention_precision not in ATTENTION_PRECISIONS:
+            raise ToolError(f"attention precision must be one of {', '.join(ATTENTION_PRECISIONS)}, "
+                            f"got {attention_precision!r}")
+        if attention_precision in ("float", "int8_matmul"):
             # Calibrate, then quantize with a denylist: the converter's public API has no
             # per-op switch; this is what tf.lite.experimental.QuantizationDebugger does.
             from tensorflow.lite.python import convert as convert_lib
@@ -72,12 +79,14 @@ def convert(model, precision: str, io: str = "float", representative: np.ndarray
             converter.experimental_mlir_quantizer = True
             converter._experimental_calibrate_only = True
             from tensorflow.lite.python import util
+            denylist = [op for op in FLOAT_ATTENTION_OPS
+                        if not (attention_precision == "int8_matmul" and op == "BATCH_MATMUL")]
             quantized = convert_lib.mlir_quantize(converter.convert(), fully_quantize=False,
-                                                  denylisted_ops=list(FLOAT_ATTENTION_OPS))
+                                                  denylisted_ops=denylist)
+            if attention_precision == "int8_matmul":
+                quantized, _ = requantize.symmetric_matmul_operands(quantized)
             # Float io with QUANTIZE/DEQUANTIZE at the ends; set the io type as the converter would.
             return util.modify_model_io_type(quantized, dtype, dtype)
-        if attention_precision != "int8":
-            raise ToolError(f"attention precision must be 'float' or 'int8', got {attention_precision!r}")
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = dtype
         converter.inference_output_type = dtype
@@ -208,9 +217,11 @@ def parse_args(argv=None):
                    help="normalisation folded into the graph (default imagenet mean/std)")
     p.add_argument("--classes", type=int, default=1000)
     p.add_argument("--tfds_data_dir", default=None)
-    p.add_argument("--attention_precision", choices=("float", "int8"), default=None,
+    p.add_argument("--attention_precision", choices=ATTENTION_PRECISIONS, default=None,
                    help="INT8 only: keep the attention matmuls and softmax in float so XNNPACK runs "
-                        "the whole graph (default), or quantize them too (default with --edgetpu)")
+                        "the whole graph (default); int8_matmul: int8 matmuls re-quantized so "
+                        "XNNPACK still runs the whole graph, softmax float; int8: quantize every op "
+                        "(default with --edgetpu)")
     p.add_argument("--edgetpu", action="store_true", help="compile with edgetpu_compiler (INT8 only)")
     return p.parse_args(argv)
 

@@ -26,14 +26,16 @@ def tiny_attention_model(attention_type="mobile_mqa"):
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory):
     """{variant: path} of the tiny model as fp32, int8 (float attention core), int8 (everything
-    quantized) and fp32 with the paper's Fig. 10 MQA layout."""
+    quantized), int8 with int8 matmuls and float softmax, and fp32 with the paper's Fig. 10 MQA
+    layout."""
     from tflite import export, models
     out = tmp_path_factory.mktemp("tiny")
     images = np.random.default_rng(0).uniform(0, 255, (16, 16, 16, 3)).astype(np.float32)
     paths = {}
     for variant, attention_type, precision, attention in [
             ("fp32", "mobile_mqa", "fp32", "float"), ("int8", "mobile_mqa", "int8", "float"),
-            ("int8_full", "mobile_mqa", "int8", "int8"), ("fp32_fig10", "mqa", "fp32", "float")]:
+            ("int8_full", "mobile_mqa", "int8", "int8"), ("fp32_fig10", "mqa", "fp32", "float"),
+            ("int8_matmul", "mobile_mqa", "int8", "int8_matmul")]:
         model = export.with_pixel_input(tiny_attention_model(attention_type), "imagenet", (16, 16))
         models.stand_in_statistics(model, images)
         paths[variant] = str(out / f"{variant}.tflite")
