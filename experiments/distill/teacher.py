@@ -57,6 +57,25 @@ def trained_model(weights=gin.REQUIRED, model_fn=gin.REQUIRED, num_classes=gin.R
   return model
 
 
+@gin.configurable(module="distill")
+def resized_model(num_classes, image_size, model_fn=gin.REQUIRED, input_size=gin.REQUIRED):
+  """`model_fn(num_classes, input_size)` behind a bilinear resize from `image_size`.
+
+  A model_fn for the trainer and for `trained_model`: the teacher takes the student's images
+  (e.g. 32x32 shards) and upsamples them inside, so it can run at a resolution where it is
+  stronger (MobileNetV4 reduces 32 px to 1x1) while data, shards and preprocessing stay at the
+  student's size. The Resizing layer has no weights, so saved weights load into the same wrap.
+  """
+  if int(input_size) < 1 or int(image_size) < 1:
+    raise ValueError(f"image_size and input_size must be positive, got {image_size}, "
+                     f"{input_size}")
+  inner = model_fn(num_classes=num_classes, image_size=int(input_size))
+  inputs = keras.Input((int(image_size), int(image_size), 3))
+  x = keras.layers.Resizing(int(input_size), int(input_size), interpolation="bilinear",
+                            name="teacher_resize")(inputs)
+  return keras.Model(inputs, inner(x), name=f"{inner.name}_at{int(input_size)}")
+
+
 class TeacherRunner:
   """Maps uint8 image batches to teacher probabilities, splitting each batch over replicas.
 
