@@ -12,7 +12,8 @@ r"""Offline distillation end to end on the quickstart digits, in minutes on 2 CP
 4. trains the student (MobileNetV4-Conv-S at width 0.5) twice with the same step budget: on
    the labels alone, and on the D1:D2:D3 = 1:1:2 soft-label mixture;
 5. prints and writes work_dir/results.md: held-out top-1 of teacher, baseline and distilled
-   student, and the time of each step.
+   student, the time of each step (kept in timings.json, so a resumed run still shows the
+   steps an earlier run did) and how often the teacher's top class on D1/D2 is the true label.
 
 Each step is the public command (python -m experiments.train / experiments.distill.generate)
 with the gin files gin_configs/distill_*_quickstart.gin, run as a subprocess. Steps whose
@@ -97,7 +98,11 @@ def main(argv):
   paths = _paths(work)
   labelled = f"tfrecord:{work}/labelled.tfrecord"
   epochs = [f"train.epochs = {EPOCHS.value}"] if EPOCHS.value else []
+  timings_path = f"{work}/timings.json"
   timings = {}
+  if os.path.exists(timings_path):
+    with open(timings_path) as f:
+      timings = json.load(f)
 
   def step(name, done, fn):
     if os.path.exists(done):
@@ -107,6 +112,8 @@ def main(argv):
     start = time.time()
     fn()
     timings[name] = time.time() - start
+    with open(timings_path, "w") as f:
+      json.dump(timings, f, indent=2)
 
   step("splits", f"{work}/extra.tfrecord", lambda: print(
       "labelled / extra images: %d / %d" % write_splits(work)))
@@ -129,14 +136,19 @@ def main(argv):
       [p for p in paths if not p.startswith(("generate.", "teacher/", "d1/", "d2/", "d3/"))]
       + epochs, [f"--model_dir={work}/student"]))
 
+  from experiments.distill import label_stats
   rows = [(name, _metrics(f"{work}/{d}")) for name, d in
-          (("teacher conv_small at 64 px, labels", "teacher"), ("student conv_small_050, labels", "baseline"),
+          (("teacher conv_small at 64 px, labels", "teacher"),
+           ("student conv_small_050, labels", "baseline"),
            ("student conv_small_050, distilled", "student"))]
   table = ["| model | steps | held-out top-1 | train wall time (s) |", "|---|---|---|---|"]
   table += [f"| {name} | {m['step']} | {m['eval_top1']:.4f} | {m['wall_time_s']:.0f} |"
             for name, m in rows]
-  table += ["", "| step | seconds (this run) |", "|---|---|"]
+  table += ["", "| step | seconds (when it ran) |", "|---|---|"]
   table += [f"| {k} | {v:.0f} |" for k, v in timings.items()]
+  table += [f"| all steps | {sum(timings.values()):.0f} |", "", "Soft labels:", "",
+            label_stats.table(f"{work}/shards", ("d1", "d2", "d3"),
+                              label_stats.source_labels(labelled, 10))]
   text = "\n".join(table)
   print(text)
   with open(f"{work}/results.md", "w") as f:

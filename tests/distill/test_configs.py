@@ -56,5 +56,20 @@ def test_generate_quickstart_config_has_three_datasets(parsed):
 
 def test_baseline_config_trains_on_labels(parsed):
   parsed("distill_baseline_quickstart.gin")
-  assert gin.query_parameter("categorical_crossentropy.label_smoothing") == 0.1
-  assert gin.query_parameter("train.epochs") == 30
+  q = gin.query_parameter
+  assert q("categorical_crossentropy.label_smoothing") == 0.1
+  assert q("train.epochs") == 30
+  # the quickstart recipe's, not the distilled student's learning rate
+  assert q("train.peak_learning_rate") == 0.004
+  assert q("input_pipeline.crop_area_range") == (0.6, 1.0)
+
+
+def test_teacher_config_runs_conv_small_at_64px_on_32px_images(parsed):
+  parsed("distill_teacher_quickstart.gin")
+  q = gin.query_parameter
+  assert q("input_pipeline.image_size") == 32
+  assert q("teacher/resized_model.input_size") == 64
+  assert q("teacher/mobilenetv4_model.name") == "conv_small"
+  assert q("categorical_crossentropy.label_smoothing") == 0.0
+  parsed("distill_generate_quickstart.gin")  # generation loads the same wrap
+  assert (q("teacher/trained_model.image_size"), q("teacher/resized_model.input_size")) == (32, 64)
