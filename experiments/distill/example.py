@@ -7,10 +7,11 @@ r"""Offline distillation end to end on the quickstart digits, in minutes on 2 CP
    split (360 images) measures everything;
 2. trains the teacher (MobileNetV4-Conv-S at 64 px: it upsamples the 32x32 images inside, see
    distill_teacher_quickstart.gin) on the labelled part;
-3. generates D1 (RandAugment l2m9) and D2 (extreme Mixup) from the labelled part and D3 from
-   the extra part (relevance-selected, class-balanced, RandAugment l2m5);
+3. generates D1 (crop + RandAugment l2m2) and D2 (crop + extreme Mixup) from the labelled part
+   and D3 from the extra part (relevance-selected, class-balanced, crop + RandAugment l2m1;
+   the paper's l2m9 / l2m5 wreck 8x8 digits);
 4. trains the student (MobileNetV4-Conv-S at width 0.5) twice with the same step budget: on
-   the labels alone, and on the D1:D2:D3 = 1:1:2 soft-label mixture;
+   the labels alone (the quickstart recipe), and on the D1:D2:D3 = 1:1:2 soft-label mixture;
 5. prints and writes work_dir/results.md: held-out top-1 of teacher, baseline and distilled
    student, the time of each step (kept in timings.json, so a resumed run still shows the
    steps an earlier run did) and how often the teacher's top class on D1/D2 is the true label.
