@@ -45,8 +45,9 @@ def paired_ratio(a: dict, b: dict) -> float:
 
 def without_attention(name, input_shape):
     """Our `name` with every Mobile MQA block removed: the hybrid's convolutional part alone."""
+    import mobilenetv4
     from mobilenetv4 import builder, specs
-    arch = specs.ARCHITECTURES[name]
+    arch = mobilenetv4.get_architecture(name)
     stages = tuple(tuple(b for b in stage if not isinstance(b, specs.MobileMQA)) for stage in arch.stages)
     return builder.build_model(dataclasses.replace(arch, name=f"{name}_without_attention", stages=stages),
                                input_shape=input_shape)

@@ -84,7 +84,7 @@ def convert(model, precision: str, io: str = "float", representative: np.ndarray
             quantized = convert_lib.mlir_quantize(converter.convert(), fully_quantize=False,
                                                   denylisted_ops=denylist)
             if attention_precision == "int8_matmul":
-                quantized, _ = requantize.symmetric_matmul_operands(quantized)
+                quantized = requantize.symmetric_matmul_operands(quantized)
             # Float io with QUANTIZE/DEQUANTIZE at the ends; set the io type as the converter would.
             return util.modify_model_io_type(quantized, dtype, dtype)
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]

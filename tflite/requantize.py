@@ -40,8 +40,8 @@ def _tied_group(tensor, producers, consumers, names, ops):
     return group
 
 
-def symmetric_matmul_operands(data: bytes) -> tuple[bytes, int]:
-    """Returns (model bytes, number of operand groups changed)."""
+def symmetric_matmul_operands(data: bytes) -> bytes:
+    """The model with every int8 BATCH_MATMUL's right operand (and its tied group) symmetric."""
     import numpy as np
     from tensorflow.lite.python import schema_py_generated as schema
     from tensorflow.lite.tools import flatbuffer_utils
@@ -50,7 +50,6 @@ def symmetric_matmul_operands(data: bytes) -> tuple[bytes, int]:
     except Exception as e:  # the flatbuffer library raises assorted errors on bad bytes
         raise ToolError(f"cannot parse the TFLite model to requantize it: {e}") from None
     names = _op_names(model)
-    changed = 0
     for graph in model.subgraphs:
         ops = graph.operators
         producers = {t: i for i, op in enumerate(ops) for t in op.outputs}
@@ -77,5 +76,4 @@ def symmetric_matmul_operands(data: bytes) -> tuple[bytes, int]:
                 tq = graph.tensors[t].quantization
                 tq.scale = np.array([new_scale], np.float32)
                 tq.zeroPoint = np.array([0], np.int64)
-            changed += 1
-    return bytes(flatbuffer_utils.convert_object_to_bytearray(model)), changed
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))

@@ -23,11 +23,6 @@ def soft_label_dataset(directory, name, verify="size", shuffle_buffer=10_000, se
                                       allow_partial=allow_partial)
   fmt = shards.label_format(sides[0])
   size = tuple(sides[0]["image_size"])
-  for side in sides:
-    if shards.label_format(side) != fmt or tuple(side["image_size"]) != size:
-      raise shards.ShardError(f"shard {side['file']} of {name!r} in {directory} was written with "
-                              "a different label format or image size than the others; "
-                              "regenerate into an empty directory")
   files = tf.data.Dataset.from_tensor_slices(paths)
   by_record = False
   if input_context and input_context.num_input_pipelines > 1:

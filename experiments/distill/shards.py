@@ -175,8 +175,9 @@ def load_manifest(directory, dataset, verify="size", allow_partial=False):
 
   verify: "size" compares each file's size with its sidecar (cheap, catches truncation);
   "full" also recomputes the CRC32 (catches flipped bytes; reads every shard once); "none".
-  Raises ShardError naming the first bad file and what to do; also when fewer shards are
-  finished than the generation planned, unless allow_partial.
+  Raises ShardError naming the first bad file and what to do; also when the shards differ in
+  label format or image size, or fewer are finished than the generation planned (unless
+  allow_partial).
   """
   if verify not in ("none", "size", "full"):
     raise ValueError(f"verify must be 'none', 'size' or 'full', got {verify!r}")
@@ -211,6 +212,12 @@ def load_manifest(directory, dataset, verify="size", allow_partial=False):
   if len(counts) != 1:
     raise ShardError(f"shards of {dataset!r} in {directory} come from runs with different shard "
                      f"counts {sorted(counts)}; regenerate into an empty directory")
+  fmt, size = label_format(sides[0]), sides[0]["image_size"]
+  for path, side in zip(paths, sides):  # readers take the first sidecar's format for all
+    if label_format(side) != fmt or side["image_size"] != size:
+      raise ShardError(f"shard {path} of {dataset!r} was written with "
+                       "a different label format or image size than the others; "
+                       "regenerate into an empty directory")
   planned = counts.pop()
   if len(paths) < planned and not allow_partial:
     raise ShardError(f"only {len(paths)} of {planned} shards of {dataset!r} in {directory} are "

@@ -107,3 +107,14 @@ def test_randaugment_exclusions_are_checked_and_applied():
   policy = augment.rand_augment(2, 3, (16, 16), exclude_ops=("Invert", "Solarize"))
   assert "Invert" not in policy.available_ops and "Rotate" in policy.available_ops
   assert policy.translate_const == pytest.approx(100 * 16 / 224)  # scaled to the crop size
+
+
+def test_mixed_label_formats_in_one_dataset_are_refused(tmp_path):
+  meta = {"num_shards": 2, "image_size": [16, 16],
+          "label_format": {"classes": 10, "top_k": 0, "prob_dtype": "float16"}}
+  shards.write_shard(str(tmp_path / shards.shard_name("d1", 0, 2)), [b"x"], meta)
+  meta["label_format"] = dict(meta["label_format"], top_k=3)
+  second = str(tmp_path / shards.shard_name("d1", 1, 2))
+  shards.write_shard(second, [b"x"], meta)
+  with pytest.raises(shards.ShardError, match="different label format"):
+    shards.load_manifest(str(tmp_path), "d1")
