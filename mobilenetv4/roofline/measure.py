@@ -91,7 +91,7 @@ def measure(specs: List[zoo.ModelSpec], runs: int = 1000, repeats: int = 5, max_
             rows[s.label] = dict(
                 model=s.name, family=s.family, resolution=s.resolution,
                 latency_ms=round(m["median_ms"], 4),
-                round_means_ms=" ".join(f"{x:.3f}" for x in m["means_ms"]), runs_per_round=n,
+                round_means_ms=" ".join(f"{x:.4f}" for x in m["means_ms"]), runs_per_round=n,
                 rounds=repeats, tflite_kib=round(os.path.getsize(paths[s.label]) / 1024, 1),
                 core=result["protocol"]["core"], attention_precision=attn[s.label])
     return [rows[s.label] for s in specs]
