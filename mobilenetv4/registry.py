@@ -1,5 +1,4 @@
 """Model names, `create_model` and `list_models` (timm-style registry over specs.ARCHITECTURES)."""
-import difflib
 import os
 
 from mobilenetv4 import builder, specs
@@ -12,11 +11,7 @@ def list_models():
 
 def get_architecture(name):
   """The `Architecture` row table for `name`, or a ValueError listing the valid names."""
-  if name not in specs.ARCHITECTURES:
-    close = difflib.get_close_matches(str(name), specs.ARCHITECTURES, n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
-    raise ValueError(f"unknown model {name!r}{hint}; choose one of {', '.join(list_models())}")
-  return specs.ARCHITECTURES[name]
+  return specs.get(name)
 
 
 def create_model(name, weights=None, pretrained_tag=None, **overrides):

@@ -16,9 +16,14 @@ Row constructors:
   MobileMQA(heads, d, kv_s)  Mobile MQA block; key = value dim d; K/V downsampled by kv_s
 """
 import dataclasses
+import difflib
 from typing import Optional, Tuple, Union
 
-from mobilenetv4.layers.uib import uib_kind
+
+def uib_kind(start_dw_kernel_size, middle_dw_kernel_size):
+  """The paper's name for a UIB instantiation, from which of its two optional DWs exist."""
+  return {(True, True): "ExtraDW", (False, True): "IB", (True, False): "ConvNext",
+          (False, False): "FFN"}[(bool(start_dw_kernel_size), bool(middle_dw_kernel_size))]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -246,3 +251,13 @@ ARCHITECTURES = {
         dataclasses.replace(CONV_LARGE, name="conv_aa_large", anti_alias="avg"),
     )
 }
+
+
+def get(name):
+  """The `Architecture` registered as `name`; ValueError (a UserError) listing the valid names."""
+  from mobilenetv4.cli import UserError  # pylint: disable=g-import-not-at-top
+  if name not in ARCHITECTURES:
+    close = difflib.get_close_matches(str(name), ARCHITECTURES, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    raise UserError(f"unknown model {name!r}{hint}; choose one of {', '.join(sorted(ARCHITECTURES))}")
+  return ARCHITECTURES[name]

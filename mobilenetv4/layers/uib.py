@@ -4,12 +4,7 @@ import tf_keras as keras
 from mobilenetv4.layers.common import (
     LayerScale, StochasticDepth, make_divisible, register, residual)
 from mobilenetv4.layers.conv_bn import ConvBN
-
-
-def uib_kind(start_dw_kernel_size, middle_dw_kernel_size):
-  """The paper's name for a UIB instantiation, from which of its two optional DWs exist."""
-  return {(True, True): "ExtraDW", (False, True): "IB", (True, False): "ConvNext",
-          (False, False): "FFN"}[(bool(start_dw_kernel_size), bool(middle_dw_kernel_size))]
+from mobilenetv4.specs import uib_kind
 
 
 class _ResidualBlock(keras.layers.Layer):

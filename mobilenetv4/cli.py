@@ -1,0 +1,180 @@
+"""The one command-line convention of every `python -m ...` entry point (docs/CONTRACT.md).
+
+- Flags are spelled `--lower_snake_case`; a documented older spelling stays as a hidden alias for one
+  release and prints one deprecation line when used (`add_alias`).
+- A list is one flag with comma-separated items: `--models conv_small,conv_medium` (`comma_list`).
+  Input files that a tool works through may be positional (`tflite.benchmark a.tflite b.tflite`).
+- `--output FILE` names a file, `--output_dir DIR` a directory. An existing output is refused unless
+  `--overwrite` is given, and an output may never be one of the same run's inputs (`fileio`).
+- The Appendix B protocol flags are the same everywhere (`add_protocol_flags`).
+- Exit codes: 0 done; 1 the job ran and its check failed; 2 a user error, reported as one line
+  `error: ...` on stderr with no traceback; 143 preempted (the trainers, after a checkpoint).
+
+This module imports no TensorFlow, so `--help` and flag errors are instant.
+"""
+from __future__ import annotations
+
+import argparse
+import functools
+import math
+import sys
+from typing import Callable, Sequence
+
+EXIT_OK, EXIT_CHECK_FAILED, EXIT_USER_ERROR, EXIT_PREEMPTED = 0, 1, 2, 143
+
+
+class UserError(ValueError):
+    """A user-facing error: one line that names the problem and what to do (exit code 2)."""
+
+
+def fail(message: str) -> None:
+    """Prints `error: message` (first line only) to stderr and exits 2."""
+    line = " ".join(str(message).split("\n")[0].split()) or "invalid input"
+    print(f"error: {line}", file=sys.stderr)
+    sys.exit(EXIT_USER_ERROR)
+
+
+def entry_point(main: Callable) -> Callable:
+    """Wraps a CLI `main`: a UserError becomes `error: ...` and exit 2; an int result is the exit
+    code; None or a truthy non-int result is success."""
+
+    @functools.wraps(main)
+    def wrapped(*args, **kwargs):
+        try:
+            result = main(*args, **kwargs)
+        except UserError as e:
+            fail(str(e))
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            sys.exit(130)
+        return result
+
+    return wrapped
+
+
+def exit_code(result) -> int:
+    """The process exit code for what an entry point's main returned."""
+    if isinstance(result, bool) or result is None:
+        return EXIT_OK if result is not False else EXIT_CHECK_FAILED
+    if isinstance(result, int):
+        return result
+    return EXIT_OK
+
+
+def run(main: Callable, argv: Sequence[str] | None = None) -> None:
+    """`sys.exit(exit_code(entry_point(main)(argv)))`: the last line of every argparse module."""
+    sys.exit(exit_code(entry_point(main)(argv)))
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with the package's conventions: a bad flag is one `error:` line and exit 2."""
+
+    def __init__(self, prog: str, description: str | None = None, **kwargs):
+        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        super().__init__(prog=prog, description=description, **kwargs)
+        self._aliases: dict[str, str] = {}
+
+    def error(self, message):  # argparse calls this for every parse error
+        fail(f"{message} (see {self.prog} --help)")
+
+    def add_alias(self, old: str, new: str) -> None:
+        """Accepts `old` (a documented former spelling) for `new`, with a deprecation line."""
+        self._aliases[old] = new
+
+    def parse_args(self, args=None, namespace=None):
+        args = list(sys.argv[1:] if args is None else args)
+        rewritten = []
+        for arg in args:
+            flag, eq, value = arg.partition("=")
+            if flag in self._aliases:
+                new = self._aliases[flag]
+                print(f"warning: {flag} is deprecated and will be removed in the next release; "
+                      f"use {new}", file=sys.stderr)
+                arg = new + eq + value
+            rewritten.append(arg)
+        return super().parse_args(rewritten, namespace)
+
+
+def comma_list(text: str) -> list[str]:
+    """argparse `type=` for the package's list syntax: `a,b,c` (empty items dropped)."""
+    items = [item.strip() for item in str(text).split(",") if item.strip()]
+    if not items:
+        raise argparse.ArgumentTypeError("expected a comma-separated list such as a,b")
+    return items
+
+
+def positive_int(text: str) -> int:
+    """argparse `type=`: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def finite_float(text: str) -> float:
+    """argparse `type=`: a finite float (NaN and inf are refused)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = finite_float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be greater than 0, got {text}")
+    return value
+
+
+def core_choice(text: str):
+    """`--core`: fastest | none | a CPU index."""
+    if text in ("fastest", "none"):
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected 'fastest', 'none' or a CPU index, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"a CPU index is 0 or more, got {value}")
+    return value
+
+
+def add_protocol_flags(parser: argparse.ArgumentParser, *, num_runs: int = 1000,
+                       repeats: int = 5) -> None:
+    """The Appendix B protocol flags, spelled and defaulted the same in every tool."""
+    g = parser.add_argument_group("benchmark protocol (paper Appendix B)")
+    g.add_argument("--num_runs", type=positive_int, default=num_runs,
+                   help=f"invocations per mean (default {num_runs})")
+    g.add_argument("--repeats", type=positive_int, default=repeats,
+                   help=f"means per model; the median is reported (default {repeats})")
+    g.add_argument("--warmup_runs", type=non_negative_int, default=20,
+                   help="untimed invocations first (default 20)")
+    g.add_argument("--num_threads", type=positive_int, default=1, help="CPU threads (default 1)")
+    g.add_argument("--core", type=core_choice, default="fastest",
+                   help="pin to this CPU index, 'fastest' (default) or 'none'")
+
+
+def add_output_flags(parser: argparse.ArgumentParser, *, kind: str = "file",
+                     required: bool = False, default: str | None = None, help: str = "") -> None:
+    """`--output FILE` (kind='file') or `--output_dir DIR` (kind='dir'), plus `--overwrite`."""
+    name = "--output" if kind == "file" else "--output_dir"
+    parser.add_argument(name, required=required, default=default, help=help)
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace existing output files (refused otherwise)")
