@@ -30,6 +30,6 @@ setup(
         "pillow>=10",
     ],
     extras_require={
-        "dev": ["pytest>=8", "pytest-timeout>=2", "pytest-xdist>=3"],
+        "dev": ["pytest>=8", "pytest-timeout>=2", "pytest-xdist>=3", "ruff==0.17.5"],
     },
 )
