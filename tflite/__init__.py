@@ -7,25 +7,15 @@ Modules: `export` (Keras -> .tflite INT8/FP16/FP32 + report), `calibration` (rep
 model, ours or Model Garden's; stand-in statistics for random weights), `compare_model_garden` and
 `ablations` (latency tables for the docs), `roundtrip` (export-and-compare self-check).
 
+Every entry point follows the package's one CLI convention (`mobilenetv4.cli`, docs/CONTRACT.md):
+a user error is `ToolError` (= `mobilenetv4.cli.UserError`), printed as one `error: ...` line with
+exit code 2 by `exit_on_tool_error` (= `mobilenetv4.cli.entry_point`). The old names stay as aliases.
+
 This package imports no TensorFlow at import time so that `python -m tflite.benchmark` starts fast.
 """
-import functools
-import sys
+from mobilenetv4.cli import UserError, entry_point
 
+ToolError = UserError  # the name the tflite modules used before mobilenetv4.cli existed
+exit_on_tool_error = entry_point
 
-class ToolError(Exception):
-    """A user-facing error: the message says what was wrong and what to do."""
-
-
-def exit_on_tool_error(main):
-    """Wraps a CLI entry point: a ToolError prints `error: ...` and exits 2, no traceback."""
-
-    @functools.wraps(main)
-    def wrapped(*args, **kwargs):
-        try:
-            return main(*args, **kwargs)
-        except ToolError as e:
-            print(f"error: {e}", file=sys.stderr)
-            sys.exit(2)
-
-    return wrapped
+__all__ = ["ToolError", "UserError", "entry_point", "exit_on_tool_error"]
