@@ -11,15 +11,25 @@ Dataset specs are strings, so one gin binding switches datasets:
   "tfds:NAME[/CONFIG]"      any TFDS image classification dataset
   "folder:DIR"              DIR/CLASS_NAME/*.jpg|png|... (class = sub-folder)
   "tfrecord:GLOB"           tf.Example records (image/encoded, image/class/label)
+Any spec may end in reader options `;key=value`: `label_offset=N` (label = stored label - N, e.g.
+labels 1..10 with label_offset=1) and `num_classes=N` (needed by tfrecord), e.g.
+  "tfrecord:/data/train-*;num_classes=10;label_offset=1".
+Every source checks its labels against num_classes as they stream: a label outside
+[0, num_classes) stops the run naming the file (or record key), the label and the spec.
+
+Normalisation and the eval crop come from mobilenetv4.preprocessing (the one definition the export,
+calibration and weight import use too).
 """
 import dataclasses
 import glob
 import os
-from typing import Callable, Optional, Sequence
+from typing import Callable, Optional, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 import tensorflow as tf
 
+from mobilenetv4 import preprocessing
+from mobilenetv4.cli import UserError
 from official.vision.ops import augment
 from official.vision.ops import preprocess_ops
 
@@ -29,19 +39,102 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp")
 _SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"BM", b"RIFF")
 
 
-class DataError(ValueError):
-  """A dataset is missing, empty or malformed; the message says which and why."""
+class DataError(UserError):
+  """A dataset is missing, empty or malformed; the message says which and why (exit 2)."""
+
+
+@runtime_checkable
+class TrainingData(Protocol):
+  """What `experiments.trainer.train(data=...)` needs from a dataset.
+
+  Implemented by ImageClassificationData (labelled images) and
+  experiments.distill.mixing.DistillationData (soft labels).
+
+  Attributes:
+    num_classes: width of the label vectors (the classifier's classes).
+    image_size: square input resolution in pixels.
+    num_train_examples: examples in one epoch of the schedule.
+    num_eval_examples: held-out examples (0: no evaluation).
+
+  Optional attributes the trainer reads when present (for the run's build record):
+    spec: the dataset spec string (e.g. "sklearn_digits"), recorded as `data`.
+    eval_crop_fraction: the eval transform's central crop, recorded as `eval_crop_fraction`.
+  """
+  num_classes: int
+  image_size: int
+  num_train_examples: int
+  num_eval_examples: int
+
+  def steps_per_epoch(self, global_batch: int) -> int:
+    """Optimisation steps per epoch at this global batch (>= 1, else DataError)."""
+
+  def train_dataset(self, ctx: Optional[tf.distribute.InputContext],
+                    per_replica_batch: int, epoch: int, seed: int,
+                    skip_steps: int = 0) -> tf.data.Dataset:
+    """One epoch of (images float32 [B, H, W, 3], labels float32 [B, classes]) batches for
+    this input pipeline; `skip_steps` drops the epoch's first steps (resume)."""
+
+  def eval_dataset(self, ctx: Optional[tf.distribute.InputContext],
+                   per_replica_batch: int, num_batches: int) -> tf.data.Dataset:
+    """`num_batches` batches of (images, labels, weights), weight 0 on padding."""
+
+
+def _check_labels(ds, num_classes, label_offset, spec):
+  """label - label_offset, asserted in [0, num_classes) as the examples stream."""
+  def check(key, encoded, label):
+    label = tf.cast(label, tf.int64)
+    raw = label
+    if label_offset:
+      label = label - label_offset
+    ok = tf.logical_and(label >= 0, label < num_classes)
+    with tf.control_dependencies([tf.debugging.Assert(ok, [
+        "label", label, "(stored", raw, ", label_offset", label_offset, ") of", key,
+        f"is outside 0..{num_classes - 1} for {spec}; check num_classes or set "
+        "input_pipeline.label_offset"], summarize=1)]):
+      return key, encoded, tf.identity(label)
+  return ds.map(check)
 
 
 @dataclasses.dataclass
 class Source:
   """Encoded examples of one split. `read(input_context, seed)` yields
-  (key string, encoded image bytes, int64 label), sharded per input pipeline."""
+  (key string, encoded image bytes, int64 label), sharded per input pipeline,
+  with `label_offset` subtracted and every label checked against `num_classes`.
+  `files`: the record files behind it (to name a corrupt one)."""
   name: str
   num_examples: int
   num_classes: int
   read: Callable[[Optional[tf.distribute.InputContext], Optional[int]],
                  tf.data.Dataset]
+  label_offset: int = 0
+  files: Sequence[str] = ()
+  spec: str = ""  # the dataset spec string that rebuilds it (set by make_source)
+
+  def __post_init__(self):
+    raw_read = self.read
+    def read(ctx, seed):
+      return _check_labels(raw_read(ctx, seed), self.num_classes, self.label_offset,
+                           self.name)
+    self.read = read
+
+
+def find_corrupt_file(files):
+  """The first of `files` that is not a complete TFRecord file, with TF's reason, or None."""
+  for path in files:
+    try:
+      for _ in tf.data.TFRecordDataset(path):
+        pass
+    except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
+      return path, _short(e.message)
+  return None
+
+
+def _short(message):
+  lines = [l.strip() for l in str(message).splitlines() if l.strip()] or ["?"]
+  text = lines[0]
+  if "}}" in text:
+    text = text.split("}}", 1)[1].strip()
+  return text.split(" [Op:")[0].strip()
 
 
 def _shard(ds, ctx):
@@ -122,14 +215,21 @@ def tfrecord_source(pattern, num_classes, num_examples=None,
   if not files:
     raise DataError(f"no TFRecord files match '{pattern}'")
   if num_classes is None:
-    raise DataError(f"tfrecord source '{pattern}' needs num_classes")
+    raise DataError(f"tfrecord source '{pattern}' needs num_classes (gin: "
+                    "input_pipeline.num_classes, or the spec option ';num_classes=N')")
   if num_examples is None:
-    num_examples = sum(1 for _ in tf.data.TFRecordDataset(files))
+    num_examples = 0
+    for path in files:  # one file at a time, so a corrupt one is named
+      try:
+        num_examples += sum(1 for _ in tf.data.TFRecordDataset(path))
+      except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
+        raise DataError(f"TFRecord file {path} is corrupt or truncated ({_short(e.message)}); "
+                        "re-create or remove it") from None
   features = {image_key: tf.io.FixedLenFeature([], tf.string),
               label_key: tf.io.FixedLenFeature([], tf.int64)}
   def parse(filename, record):
     ex = tf.io.parse_single_example(record, features)
-    return filename, ex[image_key], ex[label_key] - label_offset
+    return filename, ex[image_key], ex[label_key]
   def read(ctx, seed):
     names = _shard(tf.data.Dataset.from_tensor_slices(files), ctx)
     if seed is not None:
@@ -138,7 +238,8 @@ def tfrecord_source(pattern, num_classes, num_examples=None,
         lambda f: tf.data.TFRecordDataset(f).map(lambda r: parse(f, r)),
         cycle_length=16, num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=True)
-  return Source(f"tfrecord:{pattern}", num_examples, num_classes, read)
+  return Source(f"tfrecord:{pattern}", num_examples, num_classes, read,
+                label_offset=label_offset, files=files)
 
 
 def tfds_source(name, split, data_dir=None, manual_dir=None, download=False):
@@ -185,17 +286,62 @@ def tfds_source(name, split, data_dir=None, manual_dir=None, download=False):
 
 def eval_split_of(spec):
   """The held-out counterpart of a training spec (None when it has none)."""
-  kind = spec.partition(":")[0]
+  kind = parse_spec(spec)[0].partition(":")[0]
   return spec if kind in ("sklearn_digits", "tfds") else None
 
 
+SPEC_OPTIONS = ("label_offset", "num_classes")
+
+
+def parse_spec(spec):
+  """'KIND[:ARG][;key=value...]' -> (base spec, {option: int}); DataError when malformed."""
+  if not isinstance(spec, str) or not spec.strip():
+    raise DataError(f"dataset spec must be a non-empty string, got {spec!r}")
+  base, *parts = spec.split(";")
+  options = {}
+  for part in parts:
+    key, eq, value = part.partition("=")
+    key = key.strip()
+    if not eq or key not in SPEC_OPTIONS:
+      raise DataError(f"dataset spec '{spec}': unknown option '{part}'; options are "
+                      + ", ".join(f"{k}=N" for k in SPEC_OPTIONS))
+    try:
+      options[key] = int(value)
+    except ValueError:
+      raise DataError(f"dataset spec '{spec}': {key} must be an integer, got "
+                      f"'{value}'") from None
+  if options.get("num_classes", 1) < 1:
+    raise DataError(f"dataset spec '{spec}': num_classes must be at least 1")
+  return base.strip(), options
+
+
 def make_source(spec, split, tfds_data_dir=None, tfds_manual_dir=None,
-                tfds_download=False, num_classes=None, num_examples=None):
+                tfds_download=False, num_classes=None, num_examples=None,
+                label_offset=None):
   """Builds a Source from a spec string (see module docstring).
 
   `split` is "train" or "eval"; for TFDS, eval is 'validation' when the
-  dataset has it, else 'test'.
+  dataset has it, else 'test'. `num_classes` (used by tfrecord; the other
+  kinds know their classes) and `label_offset` given here apply unless the
+  spec carries its own `;num_classes=` / `;label_offset=`.
   """
+  base, options = parse_spec(spec)
+  num_classes = options.get("num_classes", num_classes)
+  label_offset = options.get("label_offset", label_offset) or 0
+  source = _make_base_source(base, split, tfds_data_dir, tfds_manual_dir,
+                             tfds_download, num_classes, num_examples)
+  source.label_offset = int(label_offset)
+  parts = [base]
+  if base.startswith("tfrecord:"):
+    parts.append(f"num_classes={source.num_classes}")
+  if source.label_offset:
+    parts.append(f"label_offset={source.label_offset}")
+  source.spec = ";".join(parts)
+  return source
+
+
+def _make_base_source(spec, split, tfds_data_dir, tfds_manual_dir,
+                      tfds_download, num_classes, num_examples):
   kind, _, arg = spec.partition(":")
   if kind == "sklearn_digits":
     return sklearn_digits_source(split)
@@ -248,12 +394,6 @@ class Augmentation:
   mix_switch_prob: float = 0.5
 
 
-def _normalize(image):
-  return preprocess_ops.normalize_image(
-      tf.cast(image, tf.float32), offset=preprocess_ops.MEAN_RGB,
-      scale=preprocess_ops.STDDEV_RGB)
-
-
 def train_preprocess(image, image_size, aug, randaug=None):
   if aug.crop == "inception":
     image = preprocess_ops.random_crop_image(
@@ -266,32 +406,31 @@ def train_preprocess(image, image_size, aug, randaug=None):
   image = tf.clip_by_value(image, 0.0, 255.0)
   if randaug is not None:
     image = randaug.distort(image)
-  image = _normalize(image)
+  image = preprocessing.normalize(image)
   image.set_shape([image_size, image_size, 3])
   return image
 
 
 def eval_preprocess(image, image_size, crop_fraction):
-  image = preprocess_ops.center_crop_image(image, crop_fraction)
-  image = tf.image.resize(image, [image_size, image_size], method="bilinear")
-  image = _normalize(tf.clip_by_value(image, 0.0, 255.0))
-  image.set_shape([image_size, image_size, 3])
-  return image
+  """The eval transform (mobilenetv4.preprocessing.eval_preprocess: central crop,
+  bilinear resize, clip, ImageNet normalisation)."""
+  return preprocessing.eval_preprocess(image, image_size, crop_fraction)
 
 
 class ImageClassificationData:
-  """Train and eval pipelines of one dataset, the trainer's data interface.
+  """Train and eval pipelines of one dataset: implements `TrainingData`.
 
   The trainer calls `train_dataset(ctx, per_replica_batch, epoch, seed)` for
   each epoch (the dataset ends after the epoch's batches) and
   `eval_dataset(ctx, per_replica_batch, num_batches)`, whose elements carry a
-  third item, per-example weights, 0 on padding. Any object with these two
-  methods and `num_classes`, `num_train_examples`, `num_eval_examples` can
+  third item, per-example weights, 0 on padding. Any `TrainingData` can
   replace this class (e.g. a distillation dataset with soft labels).
+  `spec` is the training source's dataset spec (recorded in the run's build
+  record), `preprocessing` the normalisation name (mobilenetv4.preprocessing).
   """
 
   def __init__(self, train_source, eval_source, image_size,
-               augmentation=None, eval_crop_fraction=0.875,
+               augmentation=None, eval_crop_fraction=preprocessing.EVAL_CROP_FRACTION,
                shuffle_buffer=10_000, deterministic=False, cache=False):
     self.train_source = train_source
     self.eval_source = eval_source
@@ -303,6 +442,8 @@ class ImageClassificationData:
     # resumed run sees exactly the augmentations of an uninterrupted one.
     self.parallel = None if deterministic else tf.data.AUTOTUNE
     self.cache = cache
+    self.spec = getattr(train_source, "spec", "") or train_source.name
+    self.preprocessing = preprocessing.DEFAULT_NORMALIZATION
     self.num_classes = train_source.num_classes
     self.num_train_examples = train_source.num_examples
     self.num_eval_examples = eval_source.num_examples if eval_source else 0
