@@ -2,20 +2,21 @@
 
     python -m mobilenetv4.summary conv_small
     python -m mobilenetv4.summary hybrid_medium --input_size 256 192 --format markdown
+    python -m mobilenetv4.summary hybrid_medium@256x192 --output hm.csv   # or .md
 
 Columns: input shape, block kind, DW K1 (start DW, or "-"), DW K2 (middle DW, or the kernel of a
 Conv2D / FusedIB), expanded dim, output dim, stride, then the parameters (trainable, BN gamma and
 beta included) and MACs (convs, dense layers, attention matmuls) that the built layers have.
+The model is a name of the package's grammar, `NAME[@H[xW]]`; without a size it is built at its
+`Architecture.default_size`. `--output FILE` also writes the rows as CSV (.csv) or Markdown (.md);
+an existing file is refused unless --overwrite.
 """
-import argparse
 import collections
-import csv
-import sys
 
 import numpy as np
 import tf_keras as keras
 
-from mobilenetv4 import costs, layers as L, registry
+from mobilenetv4 import cli, costs, fileio, layers as L, model_names, registry, tables
 
 COLUMNS = ("input", "block", "dw_k1", "dw_k2", "expanded", "output", "stride", "params", "macs")
 
@@ -72,55 +73,82 @@ def block_rows(model, input_shape=None):
   return rows
 
 
+HEADERS = ["Input", "Block", "DW K1", "DW K2", "Expanded", "Output", "Stride", "Params", "MACs",
+           "Note"]
+
+
+def summary_table(rows):
+  """The rows (and a Total row) as a `tables.Table` with the paper's column names."""
+  table = tables.Table(HEADERS)
+  for r in rows:
+    table.add([r["input"], r["block"], r["dw_k1"], r["dw_k2"], str(r["expanded"]), str(r["output"]),
+               str(r["stride"]), f"{r['params']:,}", f"{r['macs']:,}", r["note"]])
+  table.add(["", "Total", "", "", "", "", "", f"{sum(r['params'] for r in rows):,}",
+             f"{sum(r['macs'] for r in rows):,}", ""])
+  return table
+
+
 def format_table(rows, fmt="text"):
-  headers = ["Input", "Block", "DW K1", "DW K2", "Expanded", "Output", "Stride", "Params", "MACs",
-             "Note"]
-  body = [[r["input"], r["block"], r["dw_k1"], r["dw_k2"], str(r["expanded"]), str(r["output"]),
-           str(r["stride"]), f"{r['params']:,}", f"{r['macs']:,}", r["note"]] for r in rows]
-  body.append(["", "Total", "", "", "", "", "", f"{sum(r['params'] for r in rows):,}",
-               f"{sum(r['macs'] for r in rows):,}", ""])
-  if fmt == "markdown":
-    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    lines += ["| " + " | ".join(row) + " |" for row in body]
-    return "\n".join(lines)
-  widths = [max(len(h), *(len(row[i]) for row in body)) for i, h in enumerate(headers)]
-  line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()
-  return "\n".join([line(headers), line(["-" * w for w in widths])] + [line(r) for r in body])
+  return summary_table(rows).render(fmt).rstrip("\n")
+
+
+def rows_table(rows):
+  """The raw rows (plain integers) for --output .csv."""
+  fields = ("name",) + COLUMNS + ("note",)
+  return tables.Table(fields, [[str(r[k]) for k in fields] for r in rows])
+
+
+def parse_args(argv=None):
+  parser = cli.ArgumentParser("python -m mobilenetv4.summary", __doc__)
+  parser.add_argument("model", help="NAME[@H[xW]], NAME one of: " + ", ".join(registry.list_models()))
+  parser.add_argument("--input_size", type=cli.positive_int, nargs=2, metavar=("H", "W"),
+                      help="input resolution (default: the model's training resolution)")
+  parser.add_argument("--width_multiplier", type=cli.positive_float, default=None)
+  parser.add_argument("--classes", type=cli.positive_int, default=1000)
+  parser.add_argument("--format", choices=("text", "markdown"), default="text")
+  cli.add_output_flags(parser, help="also write the rows to FILE: .csv (plain numbers) or .md "
+                       "(the printed table)")
+  parser.add_alias("--csv", "--output")
+  args = parser.parse_args(argv)
+  if args.output and not args.output.endswith((".csv", ".md")):
+    parser.error(f"argument --output: name a .csv or .md file, got {args.output}")
+  return args
 
 
 def main(argv=None):
-  parser = argparse.ArgumentParser(
-      prog="python -m mobilenetv4.summary", description=__doc__,
-      formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("model", help="one of: " + ", ".join(registry.list_models()))
-  parser.add_argument("--input_size", type=int, nargs=2, metavar=("H", "W"),
-                      help="input resolution (default: the model's training resolution)")
-  parser.add_argument("--width_multiplier", type=float, default=None)
-  parser.add_argument("--classes", type=int, default=1000)
-  parser.add_argument("--format", choices=("text", "markdown"), default="text")
-  parser.add_argument("--csv", metavar="PATH", help="also write the rows as CSV")
-  args = parser.parse_args(argv)
+  from mobilenetv4.roofline import zoo  # pylint: disable=g-import-not-at-top
+  args = parse_args(argv)
+  ref = model_names.parse(args.model)
+  if ref.source != "mobilenetv4":
+    raise cli.UserError(f"{args.model}: the summary describes this package's MobileNetV4 models; "
+                        f"choose one of {', '.join(registry.list_models())}")
+  if args.input_size and ref.size and tuple(args.input_size) != ref.size:
+    raise cli.UserError(f"{args.model} names the size {ref.size[0]}x{ref.size[1]} but --input_size "
+                        f"is {args.input_size[0]}x{args.input_size[1]}; give the size once")
+  size = tuple(args.input_size) if args.input_size else ref.resolution()
+  fileio.check_outputs([args.output], overwrite=args.overwrite)
+  arch = registry.get_architecture(ref.name)
+  zoo.check_input_memory(*size, ref.name)
   try:
-    arch = registry.get_architecture(args.model)
-    size = tuple(args.input_size) if args.input_size else (arch.default_size,) * 2
-    model = registry.create_model(args.model, input_shape=size + (3,), classes=args.classes,
+    model = registry.create_model(ref.name, input_shape=size + (3,), classes=args.classes,
                                   width_multiplier=args.width_multiplier)
   except (ValueError, TypeError) as error:
-    parser.error(str(error))
+    raise cli.UserError(str(error)) from None
+  zoo.check_model_memory(model, ref.name)
   rows = block_rows(model)
-  print(f"MobileNetV4 {args.model} at {size[0]}x{size[1]} (paper {arch.paper_table})")
+  print(f"MobileNetV4 {ref.name} at {size[0]}x{size[1]} (paper {arch.paper_table})")
   print(format_table(rows, args.format))
   total_params = costs.count_params(model)
   print(f"\nTrainable parameters: {total_params:,}   "
         f"MACs (conv, dense, attention matmuls): {sum(r['macs'] for r in rows) / 1e9:.4f} G")
-  if args.csv:
-    with open(args.csv, "w", newline="", encoding="utf-8") as f:
-      writer = csv.DictWriter(f, fieldnames=("name",) + COLUMNS + ("note",))
-      writer.writeheader()
-      writer.writerows(rows)
-    print(f"wrote {args.csv}")
+  if args.output:
+    if args.output.endswith(".md"):
+      fileio.write_text(args.output, summary_table(rows).markdown())
+    else:
+      rows_table(rows).write(args.output, "csv")
+    print(f"wrote {args.output}")
   return 0
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+  cli.run(main)

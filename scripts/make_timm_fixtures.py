@@ -3,8 +3,8 @@
 Needs torch and timm (dev-only; not runtime dependencies):
 
     pip install torch timm==1.0.31
-    python scripts/make_timm_fixtures.py                  # small committed fixtures (tests/weights/fixtures)
-    python scripts/make_timm_fixtures.py --full --out /tmp/mnv4_full   # full size, default resolutions
+    python scripts/make_timm_fixtures.py --overwrite      # regenerate the committed fixtures (tests/weights/fixtures)
+    python scripts/make_timm_fixtures.py --full --output_dir /tmp/mnv4_full   # full size, default resolutions
 
 Each case is a timm MobileNetV4 built through timm's own generator `_gen_mobilenet_v4` (so a
 reduced width goes through timm's channel rounding), random-initialised, with randomised BN
@@ -16,12 +16,14 @@ inputs. A case is three files:
     <case>.json          model name, width multiplier, class count, timm/torch versions
     <model>_keys.tsv     (small mode) timm's full-size state-dict keys and shapes per model
 
+Every file is written atomically; existing files are refused unless --overwrite. Full-size cases
+run at each model's `Architecture.default_size`.
+
 `python -m mobilenetv4.weights.parity DIR` loads every case into our Keras model and prints
 max |logits_keras - logits_timm| per case.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -29,14 +31,13 @@ import time
 
 import numpy as np
 
+from mobilenetv4 import cli, fileio, model_names, specs
+
 # Our model name -> timm's anti-aliasing layer for the variants timm builds with one.
 AA_LAYERS = {"conv_aa_large": "avg", "conv_blur_medium": "blurpc"}
 # Our model name -> the width multiplier timm's registered function uses.
 WIDTHS = {"conv_small_050": 0.5, "hybrid_medium_075": 0.75, "hybrid_large_075": 0.75}
-DEFAULT_SIZES = {"conv_small": 224, "conv_small_050": 224,
-                 "conv_medium": 256, "conv_blur_medium": 224,
-                 "conv_large": 384, "conv_aa_large": 384, "hybrid_medium": 256,
-                 "hybrid_medium_075": 224, "hybrid_large": 384, "hybrid_large_075": 256}
+MODELS = tuple(sorted(specs.ARCHITECTURES))  # default sizes: Architecture.default_size
 NON_SQUARE = {224: (224, 288), 256: (256, 320), 384: (384, 320)}
 
 # Committed fixtures: (case, model, width, classes, input sizes), one per distinct architecture.
@@ -57,7 +58,7 @@ SMALL_CASES = [
 def full_cases(models, classes=1000):
   cases = []
   for model in models:
-    size = DEFAULT_SIZES[model]
+    size = model_names.default_resolution(model)[0]
     sizes = [(size, size)]
     if model.startswith("hybrid"):
       sizes.append(NON_SQUARE[size])
@@ -136,8 +137,8 @@ def make_case(out_dir, case, model, width, classes, sizes, seed=0, batch=2, half
   meta = {"model": model, "width_multiplier": width, "classes": classes,
           "timm_version": timm.__version__, "torch_version": torch.__version__, "seed": seed,
           "sizes": [list(s) for s in sizes]}
-  save_file(state, os.path.join(out_dir, f"{case}.safetensors"),
-            metadata={k: json.dumps(v) for k, v in meta.items()})
+  with fileio.atomic_path(os.path.join(out_dir, f"{case}.safetensors")) as tmp:
+    save_file(state, tmp, metadata={k: json.dumps(v) for k, v in meta.items()})
   g = torch.Generator().manual_seed(seed + 1)
   arrays = {}
   with torch.no_grad():
@@ -148,10 +149,18 @@ def make_case(out_dir, case, model, width, classes, sizes, seed=0, batch=2, half
       nhwc = x.permute(0, 2, 3, 1).numpy()
       arrays[f"input_{i}"] = nhwc.astype(np.float16) if half else nhwc
       arrays[f"logits_{i}"] = net(x).numpy()
-  np.savez(os.path.join(out_dir, f"{case}.npz"), **arrays)
-  with open(os.path.join(out_dir, f"{case}.json"), "w") as f:
-    json.dump(meta, f, indent=1)
+  with fileio.atomic_path(os.path.join(out_dir, f"{case}.npz")) as tmp:
+    np.savez(tmp, **arrays)
+  fileio.write_json(os.path.join(out_dir, f"{case}.json"), meta, indent=1)
   return arrays
+
+
+def case_outputs(out_dir, case):
+  return [os.path.join(out_dir, f"{case}.{ext}") for ext in ("safetensors", "npz", "json")]
+
+
+def key_listing_path(out_dir, model):
+  return os.path.join(out_dir, f"{model}_keys.tsv")
 
 
 def write_key_listing(out_dir, model):
@@ -159,39 +168,59 @@ def write_key_listing(out_dir, model):
   per line: lets tests check every full-size variant's mapping without torch."""
   net = build_timm_model(model, WIDTHS.get(model, 1.0), 1000)
   lines = [f"{k}\t{'x'.join(map(str, v.shape))}" for k, v in net.state_dict().items()]
-  with open(os.path.join(out_dir, f"{model}_keys.tsv"), "w") as f:
-    f.write("\n".join(lines) + "\n")
+  fileio.write_text(key_listing_path(out_dir, model), "\n".join(lines) + "\n")
 
 
-def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  parser.add_argument("--out", default=os.path.join("tests", "weights", "fixtures"))
+def parse_args(argv=None):
+  parser = cli.ArgumentParser("python scripts/make_timm_fixtures.py", __doc__.split("\n\n")[0])
+  cli.add_output_flags(parser, kind="dir", default=os.path.join("tests", "weights", "fixtures"),
+                       help="folder for the fixtures (default tests/weights/fixtures)")
+  parser.add_alias("--out", "--output_dir")
   parser.add_argument("--full", action="store_true",
                       help="full-size models at their default resolution (large files; not for the repo)")
   parser.add_argument("--in12k", action="store_true",
                       help="with --full: 11821-class ImageNet-12k heads instead of 1000")
-  parser.add_argument("--models", nargs="*", help="only these models (default: all)")
+  parser.add_argument("--models", nargs="+", type=cli.comma_list, default=None,
+                      help="only these models, comma-separated (default: all)")
   args = parser.parse_args(argv)
+  if args.models is not None:
+    if len(args.models) > 1:
+      print("warning: space-separated values for --models are deprecated and will be removed in "
+            f"the next release; use --models {','.join(m for ms in args.models for m in ms)}",
+            file=sys.stderr)
+    args.models = [m for ms in args.models for m in ms]
+    for model in args.models:
+      specs.get(model)  # UserError naming the valid models
+  return args
+
+
+def main(argv=None):
+  args = parse_args(argv)
   try:
     import timm  # noqa: F401
     import torch  # noqa: F401
   except ImportError as e:
-    sys.exit(f"this script needs torch and timm (pip install torch timm==1.0.31): {e}")
+    raise cli.UserError(f"this script needs torch and timm (pip install torch timm==1.0.31): {e}")
+  models = args.models or list(MODELS)
   if args.full:
-    cases = full_cases(args.models or list(DEFAULT_SIZES), 11821 if args.in12k else 1000)
+    cases = full_cases(models, 11821 if args.in12k else 1000)
   else:
     cases = [c for c in SMALL_CASES if not args.models or c[1] in args.models]
-  os.makedirs(args.out, exist_ok=True)
+  fileio.check_writable_dir(args.output_dir)
+  outputs = [p for case in cases for p in case_outputs(args.output_dir, case[0])]
   if not args.full:
-    for model in args.models or DEFAULT_SIZES:
-      write_key_listing(args.out, model)
+    outputs += [key_listing_path(args.output_dir, model) for model in models]
+  fileio.check_outputs(outputs, overwrite=args.overwrite, flag="--output_dir")
+  if not args.full:
+    for model in models:
+      write_key_listing(args.output_dir, model)
   for n, case in enumerate(cases, 1):
     start = time.time()
-    arrays = make_case(args.out, *case, half=not args.full)
+    arrays = make_case(args.output_dir, *case, half=not args.full)
     scale = max(float(np.abs(v).max()) for k, v in arrays.items() if k.startswith("logits"))
     print(f"[{n}/{len(cases)}] {case[0]}: sizes {case[4]}, max |logit| {scale:.2f}, "
           f"{time.time() - start:.1f}s", flush=True)
 
 
 if __name__ == "__main__":
-  main()
+  cli.run(main)

@@ -1,7 +1,7 @@
 """The paper's attention ablations timed on this CPU with the Appendix B protocol (all variants
 interleaved in one run), INT8 and FP32; writes Markdown tables for docs/tflite.md.
 
-    python -m tflite.ablations --out_dir runs/ablations [--num_runs 1000 --repeats 5]
+    python -m tflite.ablations --output_dir runs/ablations [--num_runs 1000 --repeats 5]
 
 Block-level models (random weights with stand-in statistics), the attention blocks alone on the
 feature map where the paper adds them:
@@ -11,14 +11,17 @@ feature map where the paper adds them:
   Table 3:      MNv4-Hybrid-M's 4 attention blocks of stage 3 at 256 px (16x16x160; 4 heads,
                 dim 64) with and without the stride-2 K/V downsampling.
 INT8 is our exporter's default (attention matmuls and softmax in float inside the int8 graph).
+Writes OUTPUT_DIR/ablations.md and ablations.json (refused if they exist, unless --overwrite); the
+converted .tflite files in OUTPUT_DIR are reused by later runs.
 """
-import argparse
-import json
 import os
 
 import numpy as np
 
-from tflite import analysis, benchmark, exit_on_tool_error
+from mobilenetv4 import cli, fileio, tables
+from tflite import analysis, benchmark
+
+OUTPUTS = ("ablations.md", "ablations.json")
 
 # name: (height/width, channels, heads, dim, kv_strides, blocks, attention_type)
 VARIANTS = {
@@ -55,13 +58,12 @@ def build(out_dir, log=print):
             if not os.path.exists(path):
                 log(f"converting {name} {precision.upper()} ...")
                 data = export.convert(model, precision, "int8" if precision == "int8" else "float", features)
-                with open(path, "wb") as f:
-                    f.write(data)
+                fileio.write_bytes(path, data)
             paths[(name, precision)] = path
     return paths
 
 
-def tables(rows) -> str:
+def ablation_tables(rows) -> str:
     def ms(name, precision):
         return rows[(name, precision)]["median_ms"]
 
@@ -76,58 +78,65 @@ def tables(rows) -> str:
         r = rows[(name, precision)]
         return f"{r['transposes']} / {r['partitions']}"
 
-    out = ["### Table 2: MHSA vs MQA (3 blocks at 12x12x512, 8 heads, dim 64)", "",
-           "| block | INT8 ms (vs MHSA) | FP32 ms (vs MHSA) | MACs (M) | TRANSPOSE / partitions (INT8) |",
-           "|---|---|---|---|---|"]
+    t2 = tables.Table(["block", "INT8 ms (vs MHSA)", "FP32 ms (vs MHSA)", "MACs (M)",
+                       "TRANSPOSE / partitions (INT8)"])
     for name, label in [("mhsa", "3 x MHSA"), ("mobile_mqa", "3 x Mobile MQA")]:
-        out.append(f"| {label} | {cell(name, 'int8', 'mhsa' if name != 'mhsa' else None)} | "
-                   f"{cell(name, 'fp32', 'mhsa' if name != 'mhsa' else None)} | "
-                   f"{rows[(name, 'fp32')]['macs'] / 1e6:.1f} | {info(name, 'int8')} |")
-    out += ["", "### Table 17: einsum layout (3 MQA blocks at 12x12x512)", "",
-            "| block | INT8 ms (vs Fig. 10) | FP32 ms (vs Fig. 10) | TRANSPOSE (FP32) | TRANSPOSE / partitions (INT8) |",
-            "|---|---|---|---|---|"]
+        base = "mhsa" if name != "mhsa" else None
+        t2.add([label, cell(name, "int8", base), cell(name, "fp32", base),
+                f"{rows[(name, 'fp32')]['macs'] / 1e6:.1f}", info(name, "int8")])
+    t17 = tables.Table(["block", "INT8 ms (vs Fig. 10)", "FP32 ms (vs Fig. 10)", "TRANSPOSE (FP32)",
+                        "TRANSPOSE / partitions (INT8)"])
     for name, label in [("mqa_fig10", "MQA, Fig. 10 layout (unoptimised)"),
                         ("mobile_mqa", "Mobile MQA, Fig. 11 layout (optimised)")]:
         base = "mqa_fig10" if name != "mqa_fig10" else None
-        out.append(f"| {label} | {cell(name, 'int8', base)} | {cell(name, 'fp32', base)} | "
-                   f"{rows[(name, 'fp32')]['transposes']} | {info(name, 'int8')} |")
-    out += ["", "### Table 3: K/V downsampling (4 Mobile MQA blocks at 16x16x160, 4 heads, dim 64)", "",
-            "| down-sampling on KV | INT8 ms | FP32 ms | MACs (M) |", "|---|---|---|---|"]
+        t17.add([label, cell(name, "int8", base), cell(name, "fp32", base),
+                 str(rows[(name, "fp32")]["transposes"]), info(name, "int8")])
+    t3 = tables.Table(["down-sampling on KV", "INT8 ms", "FP32 ms", "MACs (M)"])
     for name, label in [("hm_stage3_kv_stride1", "No"), ("hm_stage3_kv_stride2", "Yes (stride-2 3x3 DW)")]:
-        out.append(f"| {label} | {cell(name, 'int8')} | {cell(name, 'fp32')} | "
-                   f"{rows[(name, 'fp32')]['macs'] / 1e6:.1f} |")
+        t3.add([label, cell(name, "int8"), cell(name, "fp32"), f"{rows[(name, 'fp32')]['macs'] / 1e6:.1f}"])
     gain = {p: 100 * (ms("hm_stage3_kv_stride1", p) - ms("hm_stage3_kv_stride2", p)) / ms("hm_stage3_kv_stride1", p)
             for p in ("int8", "fp32")}
-    out.append(f"| Efficiency gain | {gain['int8']:+.1f}% | {gain['fp32']:+.1f}% | |")
-    return "\n".join(out) + "\n"
+    t3.add(["Efficiency gain", f"{gain['int8']:+.1f}%", f"{gain['fp32']:+.1f}%", ""])
+    return "\n".join([
+        "### Table 2: MHSA vs MQA (3 blocks at 12x12x512, 8 heads, dim 64)", "", t2.markdown(),
+        "### Table 17: einsum layout (3 MQA blocks at 12x12x512)", "", t17.markdown(),
+        "### Table 3: K/V downsampling (4 Mobile MQA blocks at 16x16x160, 4 heads, dim 64)", "",
+        t3.markdown()])
 
 
-@exit_on_tool_error
+def parse_args(argv=None):
+    p = cli.ArgumentParser("python -m tflite.ablations", __doc__)
+    cli.add_output_flags(p, kind="dir", default="runs/ablations",
+                         help="folder for the .tflite files and ablations.md / .json "
+                         "(default runs/ablations)")
+    p.add_alias("--out_dir", "--output_dir")
+    cli.add_protocol_flags(p)
+    return p.parse_args(argv)
+
+
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m tflite.ablations", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out_dir", default="runs/ablations")
-    benchmark.add_protocol_flags(p)
-    args = p.parse_args(argv)
-    benchmark.make_out_dir(args.out_dir)
-    paths = build(args.out_dir)
+    args = parse_args(argv)
+    fileio.check_writable_dir(args.output_dir)
+    md_path, json_path = (os.path.join(args.output_dir, name) for name in OUTPUTS)
+    fileio.check_outputs([md_path, json_path], overwrite=args.overwrite)
+    paths = build(args.output_dir)
     keys = list(paths)
     result = benchmark.appendix_b([paths[k] for k in keys], num_runs=args.num_runs,
-                                  repeats=args.repeats, core=args.core)
+                                  repeats=args.repeats, num_threads=args.num_threads,
+                                  warmup_runs=args.warmup_runs, core=args.core)
     rows = {}
     for key, m in zip(keys, result["models"]):
         st = analysis.graph_stats(paths[key])
         rows[key] = {"median_ms": m["median_ms"], "means_ms": m["means_ms"], "macs": st.macs,
                      "transposes": st.transposes, "partitions": st.delegate_partitions,
                      "undelegated": st.undelegated_ops}
-    text = tables(rows) + "\n" + benchmark.protocol_line(result["protocol"]) + "\n"
+    text = ablation_tables(rows) + "\n" + benchmark.protocol_line(result["protocol"]) + "\n"
     print("\n" + text)
-    with open(os.path.join(args.out_dir, "ablations.md"), "w") as f:
-        f.write(text)
-    with open(os.path.join(args.out_dir, "ablations.json"), "w") as f:
-        json.dump({"protocol": result["protocol"],
-                   "rows": {f"{k[0]}/{k[1]}": v for k, v in rows.items()}}, f, indent=2)
+    fileio.write_text(md_path, text)
+    fileio.write_json(json_path, {"protocol": result["protocol"],
+                                  "rows": {f"{k[0]}/{k[1]}": v for k, v in rows.items()}})
+    print(f"wrote {md_path} and {json_path}")
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main)

@@ -31,12 +31,17 @@ _DELEGATE_FAILURE = re.compile(
     r"(?:unsupported|not supported|unavailable)[^\n]*)", re.IGNORECASE)
 
 
+def tail(output: str, lines: int = 8) -> str:
+    """The last `lines` lines of a program's output on one line (errors are one line)."""
+    return " | ".join(line.strip() for line in output.strip().splitlines()[-lines:] if line.strip())
+
+
 def parse_inference_avg_ms(output: str) -> float:
     """The 'Inference (avg)' figure of one benchmark_model run, converted from us to ms."""
     m = _AVG.search(output)
     if not m:
-        raise ToolError("benchmark_model printed no 'Inference (avg)' line; its output ended with:\n"
-                        + "\n".join(output.strip().splitlines()[-8:]))
+        raise ToolError("benchmark_model printed no 'Inference (avg)' line; its output ended with: "
+                        + tail(output))
     return float(m.group(1)) / 1000.0
 
 
@@ -81,14 +86,14 @@ class AdbBenchmark:
         proc = subprocess.run(self.adb_command(*args), capture_output=True, text=True)
         if check and proc.returncode != 0:
             raise ToolError(f"`{shlex.join(self.adb_command(*args))}` failed (exit {proc.returncode}): "
-                            f"{(proc.stderr or proc.stdout).strip()}")
+                            f"{tail(proc.stderr or proc.stdout)}")
         return proc
 
     def check_device(self) -> None:
         proc = self._adb("get-state", check=False)
         if proc.returncode != 0 or proc.stdout.strip() != "device":
             who = f"device {self.serial!r}" if self.serial else "an Android device"
-            raise ToolError(f"adb cannot reach {who}: {(proc.stderr or proc.stdout).strip()}. "
+            raise ToolError(f"adb cannot reach {who}: {tail(proc.stderr or proc.stdout)}. "
                             "Check `adb devices` and pass --serial when several are attached")
 
     def fastest_core(self) -> cpu.CoreChoice:
@@ -130,8 +135,8 @@ class AdbBenchmark:
                 raise ToolError(f"the {self.delegate} delegate is unavailable on the device: "
                                 f"{failure.group(0).strip()}")
             if proc.returncode != 0 and not _AVG.search(output):
-                raise ToolError(f"benchmark_model failed on the device (exit {proc.returncode}):\n"
-                                + "\n".join(output.strip().splitlines()[-8:]))
+                raise ToolError(f"benchmark_model failed on the device (exit {proc.returncode}): "
+                                + tail(output))
             means.append(parse_inference_avg_ms(output))
             self.log(f"  repeat {i + 1}/{self.repeats}: mean {means[-1]:.3f} ms over {self.num_runs} runs")
         return {"model": model_path, "median_ms": statistics.median(means), "means_ms": means,

@@ -1,15 +1,15 @@
 """Appendix B benchmark protocol: about 1000 invocations, their mean, repeated 5 times, median of
 the means; pinned to the fastest core, XNNPACK, 1 thread.
 
-    python -m tflite.benchmark MODEL.tflite [MODEL2.tflite ...] [--json [PATH]] [--table PREFIX]
+    python -m tflite.benchmark MODEL.tflite [MODEL2.tflite ...] [--json] [--output t6.md,t6.csv,r.json]
     python -m tflite.benchmark MODEL.tflite --adb --benchmark_binary benchmark_model --delegate gpu
 
 Several models are measured interleaved (repeat r of every model before repeat r+1 of any), so
-drift in machine load hits all of them alike. `--table PREFIX` writes PREFIX.md and PREFIX.csv
-in the shape of paper Table 6.
+drift in machine load hits all of them alike. `--output` writes the result in the format each file's
+suffix names: .json (protocol and every mean), .md / .csv (the shape of paper Table 6); `--json`
+prints the JSON result to stdout. Existing outputs are refused unless `--overwrite`.
 """
 import argparse
-import csv
 import json
 import os
 import statistics
@@ -18,7 +18,9 @@ import time
 
 import numpy as np
 
-from tflite import ToolError, cpu, exit_on_tool_error, runtime
+from mobilenetv4 import cli, fileio, tables
+from mobilenetv4.cli import UserError
+from tflite import cpu, runtime
 
 
 def mean_latency_ms(interp, num_runs: int) -> float:
@@ -43,8 +45,8 @@ def appendix_b(paths: list[str], *, num_runs: int = 1000, repeats: int = 5, num_
                xnnpack: bool = True, warmup_runs: int = 20, core: int | str = "fastest",
                log=print) -> dict:
     """Runs the protocol on every model, interleaved; returns the JSON-able result."""
-    if num_runs < 1 or repeats < 1:
-        raise ToolError("--num_runs and --repeats must be at least 1")
+    if num_runs < 1 or repeats < 1 or num_threads < 1:
+        raise UserError("--num_runs, --repeats and --num_threads must be at least 1")
     if core == "none":
         choice = None
         log("core: not pinned (--core none)")
@@ -72,6 +74,7 @@ def appendix_b(paths: list[str], *, num_runs: int = 1000, repeats: int = 5, num_
 
 
 TABLE_COLUMNS = ["Model", "Precision", "Params (M)", "MACs (G)", "Size (MiB)", "CPU latency (ms)"]
+OUTPUT_FORMATS = {".json": "json", ".md": "markdown", ".csv": "csv"}
 
 
 def table_rows(result: dict) -> list[list[str]]:
@@ -99,57 +102,74 @@ def protocol_line(protocol: dict) -> str:
             + (", models interleaved" if protocol.get("interleaved") else "") + ".")
 
 
-def write_table(result: dict, prefix: str) -> tuple[str, str]:
-    rows = table_rows(result)
-    md, csv_path = prefix + ".md", prefix + ".csv"
-    for path in (md, csv_path):
-        _check_writable(path)
-    with open(md, "w") as f:
-        f.write("| " + " | ".join(TABLE_COLUMNS) + " |\n|" + "---|" * len(TABLE_COLUMNS) + "\n")
-        for row in rows:
-            f.write("| " + " | ".join(row) + " |\n")
-        f.write("\n" + protocol_line(result["protocol"]) + "\n")
-    with open(csv_path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(TABLE_COLUMNS)
-        w.writerows(rows)
-    return md, csv_path
+def table6(result: dict) -> tables.Table:
+    return tables.Table(TABLE_COLUMNS, table_rows(result))
 
 
-def add_protocol_flags(p: argparse.ArgumentParser) -> None:
-    """The Appendix B knobs shared by every script that times models."""
-    p.add_argument("--num_runs", type=int, default=1000, help="invocations per mean (default 1000)")
-    p.add_argument("--repeats", type=int, default=5, help="means per model; the median is reported")
-    p.add_argument("--core", default="fastest",
-                   help="'fastest' (highest cpuinfo_max_freq), a core index, or 'none' to not pin")
+def write_outputs(result: dict, outputs: list[str]) -> None:
+    """Each output in the format its suffix names: .json the result, .md / .csv the Table 6 table
+    (Markdown with the protocol line under it)."""
+    table = None
+    for path in outputs:
+        fmt = output_format(path)
+        if fmt == "json":
+            fileio.write_json(path, result)
+            continue
+        table = table or table6(result)
+        text = table.render(fmt)
+        if fmt == "markdown":
+            text += "\n" + protocol_line(result["protocol"]) + "\n"
+        fileio.write_text(path, text)
 
 
-def make_out_dir(path: str) -> str:
-    os.makedirs(path, exist_ok=True)
-    if not os.access(path, os.W_OK):
-        raise ToolError(f"cannot write to output directory {path}")
-    return path
+def output_format(path: str) -> str:
+    suffix = os.path.splitext(path)[1].lower()
+    if suffix not in OUTPUT_FORMATS:
+        raise UserError(f"--output {path}: unknown format {suffix or '(no suffix)'!r}; name a "
+                        ".json (result), .md or .csv (Table 6) file")
+    return OUTPUT_FORMATS[suffix]
 
 
-def _check_writable(path: str) -> None:
-    parent = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(parent):
-        raise ToolError(f"cannot write {path}: directory {parent} does not exist")
-    if not os.access(parent, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
-        raise ToolError(f"cannot write {path}: permission denied; choose another output path")
+def median_table(result: dict) -> tables.Table:
+    return tables.Table(["model", "median (ms)", "means (ms)"],
+                        [[m["model"], f"{m['median_ms']:.3f}",
+                          ", ".join(f"{x:.3f}" for x in m["means_ms"])] for m in result["models"]])
+
+
+class CommaList(argparse.Action):
+    """`--flag a,b` (the package's list syntax); the older space-separated `--flag a b` is still
+    accepted for one release, with a deprecation line."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        kwargs.setdefault("nargs", "+")
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if len(values) > 1:
+            print(f"warning: space-separated values for {option_string} are deprecated and will "
+                  f"be removed in the next release; use {option_string} {','.join(values)}",
+                  file=sys.stderr)
+        try:
+            items = [item for value in values for item in cli.comma_list(value)]
+        except argparse.ArgumentTypeError as e:
+            parser.error(f"argument {option_string}: {e}")
+        setattr(namespace, self.dest, items)
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(prog="python -m tflite.benchmark", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cli.ArgumentParser("python -m tflite.benchmark", __doc__)
     p.add_argument("models", nargs="+", help=".tflite files")
-    add_protocol_flags(p)
-    p.add_argument("--warmup_runs", type=int, default=20)
-    p.add_argument("--num_threads", type=int, default=1)
+    cli.add_protocol_flags(p)
     p.add_argument("--no_xnnpack", action="store_true", help="builtin kernels instead of XNNPACK")
+    p.add_argument("--output", type=cli.comma_list, default=[], metavar="FILE[,FILE]",
+                   help="write the result: .json (protocol and every mean), .md / .csv (Table 6 "
+                   "shape); comma-separated for several")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace existing output files (refused otherwise)")
     p.add_argument("--json", nargs="?", const="-", default=None, metavar="PATH",
-                   help="write the result as JSON to PATH, or to stdout when no PATH is given")
-    p.add_argument("--table", metavar="PREFIX", help="write PREFIX.md and PREFIX.csv (Table 6 shape)")
+                   help="print the result as JSON to stdout (--json PATH is deprecated: use "
+                   "--output PATH.json)")
+    p.add_argument("--table", metavar="PREFIX", help=argparse.SUPPRESS)  # deprecated
     a = p.add_argument_group("Android (--adb); untested on a real device")
     a.add_argument("--adb", action="store_true", help="run on an Android device with benchmark_model")
     a.add_argument("--adb_path", default="adb")
@@ -157,30 +177,43 @@ def parse_args(argv=None):
     a.add_argument("--delegate", default="cpu", choices=["cpu", "gpu", "hexagon", "nnapi"])
     a.add_argument("--benchmark_binary", default="benchmark_model",
                    help="local path of an Android arm64 benchmark_model build to push")
-    a.add_argument("--push", nargs="*", default=[], help="extra files to push (e.g. Hexagon libraries)")
+    a.add_argument("--push", action=CommaList, default=[],
+                   help="extra files to push, comma-separated (e.g. Hexagon libraries)")
     args = p.parse_args(argv)
     if not args.adb and (args.delegate != "cpu" or args.serial):
         p.error("--delegate and --serial apply to --adb runs only")
+    if args.adb and args.core != "fastest":
+        p.error("--core applies to local runs; on --adb the device's fastest core is used")
+    if args.json not in (None, "-"):
+        print(f"warning: --json PATH is deprecated and will be removed in the next release; use "
+              f"--output {args.json}", file=sys.stderr)
+        args.output = [*args.output, args.json]
+        args.json = None
+    if args.table:
+        print(f"warning: --table is deprecated and will be removed in the next release; use "
+              f"--output {args.table}.md,{args.table}.csv", file=sys.stderr)
+        args.output = [*args.output, args.table + ".md", args.table + ".csv"]
+    for path in args.output:
+        output_format(path)
     return args
 
 
-@exit_on_tool_error
 def main(argv=None):
     args = parse_args(argv)
     log = (lambda msg: print(msg, file=sys.stderr)) if args.json == "-" else print
-    for path in (args.json, args.table and args.table + ".md"):
-        if path and path != "-":
-            _check_writable(path)
+    fileio.check_outputs(args.output, inputs=args.models, overwrite=args.overwrite)
     if args.adb:
         from tflite import adb
         runner = adb.AdbBenchmark(binary=args.benchmark_binary, adb=args.adb_path, serial=args.serial,
                                   delegate=args.delegate, num_runs=args.num_runs, repeats=args.repeats,
-                                  num_threads=args.num_threads, extra_files=tuple(args.push), log=log)
+                                  num_threads=args.num_threads, warmup_runs=args.warmup_runs,
+                                  extra_files=tuple(args.push), log=log)
         models = []
         for path in args.models:
             log(f"{path}:")
             models.append(runner.run(path))
         result = {"protocol": {"num_runs": args.num_runs, "repeats": args.repeats,
+                               "warmup_runs": args.warmup_runs,
                                "num_threads": args.num_threads, "device": args.serial or "default",
                                "delegate": args.delegate, "core": models[0]["core"],
                                "core_reason": models[0]["core_reason"], "xnnpack": args.delegate == "cpu",
@@ -193,21 +226,14 @@ def main(argv=None):
                             num_threads=args.num_threads, xnnpack=not args.no_xnnpack,
                             warmup_runs=args.warmup_runs, core=args.core, log=log)
     log("")
-    log("| model | median (ms) | means (ms) |\n|---|---|---|")
-    for m in result["models"]:
-        log(f"| {m['model']} | {m['median_ms']:.3f} | {', '.join(f'{x:.3f}' for x in m['means_ms'])} |")
-    log(protocol_line(result["protocol"]))
-    if args.table:
-        md, csv_path = write_table(result, args.table)
-        log(f"wrote {md} and {csv_path}")
+    log(median_table(result).markdown() + protocol_line(result["protocol"]))
+    if args.output:
+        write_outputs(result, args.output)
+        log(f"wrote {', '.join(args.output)}")
     if args.json == "-":
         print(json.dumps(result, indent=2))
-    elif args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=2)
-        log(f"wrote {args.json}")
     return result
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main)

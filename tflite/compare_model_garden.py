@@ -1,7 +1,8 @@
 """Our MobileNetV4 vs Model Garden's, exported the same way, timed with the Appendix B protocol
 interleaved in one run; prints the table with ratios and writes it as Markdown/CSV/JSON.
 
-    python -m tflite.compare_model_garden --out_dir runs/compare_mg [--num_runs 1000 --repeats 5]
+    python -m tflite.compare_model_garden --output_dir runs/compare_mg [--models conv_small,hybrid_medium]
+        [--num_runs 1000 --repeats 5]
 
 Both sides get random weights with the same stand-in statistics (`models.stand_in_statistics`:
 layer scale 1, BN statistics from the same calibration images), the same pixel-input wrapper,
@@ -16,16 +17,20 @@ the same converter settings and the same calibration images. Rows:
   ours/hybrid_medium without attention
                       hybrid_medium with its 8 Mobile MQA blocks removed (everything else equal):
                       splits the hybrid's cost into its convolutional part and its attention blocks
+Every model runs at its `Architecture.default_size` (Model Garden's at the same size as ours).
+Writes OUTPUT_DIR/comparison.md and comparison.json (refused if they exist, unless --overwrite);
+the converted .tflite files in OUTPUT_DIR are reused by later runs.
 """
-import argparse
 import dataclasses
-import json
 import os
 import statistics
 
 import numpy as np
 
-from tflite import analysis, benchmark, exit_on_tool_error
+from mobilenetv4 import cli, fileio, tables
+from tflite import analysis, benchmark
+
+OUTPUTS = ("comparison.md", "comparison.json")
 
 NO_ATTENTION = "no_attention:"  # source prefix of the decomposition row
 # (label, source, model, attention precision)
@@ -36,7 +41,12 @@ VARIANTS = {
                       ("ours", "", "int8"), ("model_garden", "model_garden:", "int8"),
                       ("ours", "", "int8_matmul"), ("ours", NO_ATTENTION, "float")],
 }
-SIZES = {"conv_small": 224, "conv_medium": 256, "hybrid_medium": 256}
+
+
+def input_size(name: str) -> int:
+    """The side of the (square) input `name` is compared at: its Architecture.default_size."""
+    from mobilenetv4 import model_names
+    return model_names.default_resolution(name)[0]
 
 
 def paired_ratio(a: dict, b: dict) -> float:
@@ -55,7 +65,7 @@ def without_attention(name, input_shape):
 
 def build_variant(source_prefix, name, size, attention, path, num_calibration, log):
     from tflite import export, models
-    if os.path.exists(path):
+    if os.path.exists(path):  # a converted model from an earlier run (never code: a flatbuffer)
         log(f"reusing {path}")
         return
     rng = np.random.default_rng(0)  # identical calibration images for every variant
@@ -67,34 +77,49 @@ def build_variant(source_prefix, name, size, attention, path, num_calibration, l
     models.stand_in_statistics(model, images)
     log(f"converting {source_prefix}{name} INT8 (attention {attention}) at {size}x{size} ...")
     data = export.convert(model, "int8", "uint8", images, attention_precision=attention)
-    with open(path, "wb") as f:
-        f.write(data)
+    fileio.write_bytes(path, data)
 
 
-@exit_on_tool_error
-def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m tflite.compare_model_garden", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out_dir", default="runs/compare_model_garden")
-    p.add_argument("--models", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
-    benchmark.add_protocol_flags(p)
-    p.add_argument("--num_calibration", type=int, default=32)
+def parse_args(argv=None):
+    p = cli.ArgumentParser("python -m tflite.compare_model_garden", __doc__)
+    cli.add_output_flags(p, kind="dir", default="runs/compare_model_garden",
+                         help="folder for the .tflite files and comparison.md / .json "
+                         "(default runs/compare_model_garden)")
+    p.add_alias("--out_dir", "--output_dir")
+    p.add_argument("--models", action=benchmark.CommaList, default=list(VARIANTS),
+                   help=f"comma-separated, from {','.join(VARIANTS)} (default: all)")
+    cli.add_protocol_flags(p)
+    p.add_argument("--num_calibration", type=cli.positive_int, default=32,
+                   help="calibration images, the same for every model (default 32)")
     args = p.parse_args(argv)
-    benchmark.make_out_dir(args.out_dir)
+    unknown = [m for m in args.models if m not in VARIANTS]
+    if unknown:
+        p.error(f"argument --models: {', '.join(unknown)} not compared here; choose from "
+                f"{', '.join(VARIANTS)}")
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    fileio.check_writable_dir(args.output_dir)
+    md_path, json_path = (os.path.join(args.output_dir, name) for name in OUTPUTS)
+    fileio.check_outputs([md_path, json_path], overwrite=args.overwrite)
     rows = []
     for name in args.models:
+        size = input_size(name)
         for label, prefix, attention in VARIANTS[name]:
             suffix, note = {"int8": ("_fullint8attn", " (full int8 attention)"),
                             "int8_matmul": ("_int8matmul", " (int8 matmuls)")}.get(attention, ("", ""))
             if prefix == NO_ATTENTION:
                 suffix, note = "_noattn", " without attention"
-            path = os.path.join(args.out_dir, f"{label}_{name}_int8{suffix}.tflite")
-            build_variant(prefix, name, SIZES[name], attention, path, args.num_calibration, print)
+            path = os.path.join(args.output_dir, f"{label}_{name}_int8{suffix}.tflite")
+            build_variant(prefix, name, size, attention, path, args.num_calibration, print)
             side = "ours_without_attention" if prefix == NO_ATTENTION else label
             rows.append({"label": f"{label}/{name}{note}", "name": name, "side": side,
-                         "attention": attention, "path": path})
+                         "attention": attention, "path": path, "input": size})
     result = benchmark.appendix_b([r["path"] for r in rows], num_runs=args.num_runs,
-                                  repeats=args.repeats, core=args.core)
+                                  repeats=args.repeats, num_threads=args.num_threads,
+                                  warmup_runs=args.warmup_runs, core=args.core)
     for r, m in zip(rows, result["models"]):
         r.update(median_ms=m["median_ms"], means_ms=m["means_ms"])
         st = analysis.graph_stats(r["path"])
@@ -128,29 +153,30 @@ def main(argv=None):
     if hm_conv and hm:
         ratios.append(("ours/hybrid_medium / ours/hybrid_medium without attention", hm, hm_conv))
 
-    lines = ["| model (INT8, uint8 io) | input | MACs (M) | median (ms) | means (ms) | TRANSPOSE | XNNPACK partitions | ops outside XNNPACK |",
-             "|---|---|---|---|---|---|---|---|"]
+    models_table = tables.Table(["model (INT8, uint8 io)", "input", "MACs (M)", "median (ms)",
+                                 "means (ms)", "TRANSPOSE", "XNNPACK partitions",
+                                 "ops outside XNNPACK"])
     for r in rows:
-        lines.append(f"| {r['label']} | {SIZES[r['name']]} | {r['macs'] / 1e6:.1f} | {r['median_ms']:.3f} | "
-                     f"{', '.join(f'{x:.2f}' for x in r['means_ms'])} | {r['transposes']} | {r['partitions']} | "
-                     f"{', '.join(f'{k} x{v}' for k, v in r['undelegated'].items()) or 'none'} |")
+        models_table.add([r["label"], str(r["input"]), f"{r['macs'] / 1e6:.1f}", f"{r['median_ms']:.3f}",
+                          ", ".join(f"{x:.2f}" for x in r["means_ms"]), str(r["transposes"]),
+                          str(r["partitions"]),
+                          ", ".join(f"{k} x{v}" for k, v in r["undelegated"].items()) or "none"])
     # Ratio of the medians, and the median of per-repeat ratios: A and B of one repeat ran back to
     # back, so their ratio cancels most of the load drift of a shared machine.
-    lines += ["", "| ratio | of medians | median of per-repeat ratios |", "|---|---|---|"]
-    lines += [f"| {label} | {a['median_ms'] / b['median_ms']:.3f} | {paired_ratio(a, b):.3f} |"
-              for label, a, b in ratios]
-    lines += ["", benchmark.protocol_line(result["protocol"])]
-    text = "\n".join(lines) + "\n"
+    ratio_table = tables.Table(["ratio", "of medians", "median of per-repeat ratios"],
+                               [[label, f"{a['median_ms'] / b['median_ms']:.3f}",
+                                 f"{paired_ratio(a, b):.3f}"] for label, a, b in ratios])
+    text = "\n".join([models_table.markdown(), ratio_table.markdown(),
+                      benchmark.protocol_line(result["protocol"])]) + "\n"
     print("\n" + text)
-    with open(os.path.join(args.out_dir, "comparison.md"), "w") as f:
-        f.write(text)
-    with open(os.path.join(args.out_dir, "comparison.json"), "w") as f:
-        json.dump({"protocol": result["protocol"], "rows": rows,
-                   "ratios": {label: {"of_medians": a["median_ms"] / b["median_ms"],
-                                      "median_of_paired": paired_ratio(a, b)} for label, a, b in ratios}},
-                  f, indent=2)
+    fileio.write_text(md_path, text)
+    fileio.write_json(json_path, {
+        "protocol": result["protocol"], "rows": rows,
+        "ratios": {label: {"of_medians": a["median_ms"] / b["median_ms"],
+                           "median_of_paired": paired_ratio(a, b)} for label, a, b in ratios}})
+    print(f"wrote {md_path} and {json_path}")
     return rows
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main)

@@ -1,76 +1,50 @@
-"""Model names the exporter understands -> float Keras classifiers (tf_keras).
+"""Model names -> float Keras classifiers (tf_keras), for the export, the benchmarks' tables, the
+latency measurement and the comparisons: the tools' side of the one resolver,
+`mobilenetv4.roofline.zoo.resolve` (grammar: `mobilenetv4.model_names`).
 
-  conv_small, hybrid_medium, ...   our MobileNetV4 (`mobilenetv4.create_model`)
-  model_garden:conv_small, ...     Model Garden's MobileNetV4 backbone + a linear classifier, for
-                                   like-for-like latency comparisons (random weights)
-  keras:MobileNetV3Small, ...      a keras.applications model (random weights), e.g. for baselines
+  conv_small, hybrid_medium@256x192, ...  our MobileNetV4 (`mobilenetv4.create_model`)
+  model_garden:conv_small, ...            Model Garden's MobileNetV4 backbone + a linear classifier,
+                                          for like-for-like latency comparisons (random weights)
+  keras:MobileNetV3Small, mobilenet_v2_100, ...
+                                          a keras.applications model (random weights), for baselines
+
+Without @H[xW] a MobileNetV4 gets its `Architecture.default_size` (Model Garden's the same as ours).
 """
-import difflib
-
-from tflite import ToolError
-
-MODEL_GARDEN_IDS = {
-    "conv_small": "MobileNetV4ConvSmall", "conv_medium": "MobileNetV4ConvMedium",
-    "conv_large": "MobileNetV4ConvLarge", "hybrid_medium": "MobileNetV4HybridMedium",
-    "hybrid_large": "MobileNetV4HybridLarge",
-}
+from mobilenetv4.cli import UserError
+from mobilenetv4.roofline.zoo import MODEL_GARDEN_IDS, ModelSpec, parse_list, resolve  # noqa: F401
 
 
-def _ours(name, input_shape, classes, weights, **overrides):
-    import mobilenetv4
-    names = mobilenetv4.list_models()
-    if name not in names:
-        close = difflib.get_close_matches(name, names, n=1)
-        raise ToolError(f"unknown model {name!r}{f' (did you mean {close[0]!r}?)' if close else ''}; "
-                        f"choose one of {', '.join(names)}, model_garden:NAME or keras:NAME")
-    try:
-        return mobilenetv4.create_model(name, weights=weights, input_shape=input_shape,
-                                        classes=classes, **overrides)
-    except FileNotFoundError as e:
-        raise ToolError(str(e)) from None
-    except ValueError as e:
-        raise ToolError(f"{e}\nThe weights must come from `{name}` with {classes} classes; check "
-                        "--model and --classes") from None
-
-
-def model_garden(name, input_shape, classes=1000):
-    """Model Garden's MobileNetV4 backbone (its own head: 1x1 conv 960, pool, 1x1 conv 1280) and a
-    dense classifier; Model Garden ships no classifier of its own for MobileNetV4."""
-    import tf_keras as keras
-    from official.vision.modeling.backbones import mobilenet
-    if name not in MODEL_GARDEN_IDS:
-        raise ToolError(f"Model Garden has no {name!r}; choose one of {', '.join(MODEL_GARDEN_IDS)}")
-    if name.startswith("hybrid") and input_shape[0] != input_shape[1]:
-        raise ToolError("Model Garden's hybrid models take square inputs only (its K/V downsampling "
-                        "uses the height for both sides)")
-    inputs = keras.Input(shape=input_shape, batch_size=1)
-    backbone = mobilenet.MobileNet(model_id=MODEL_GARDEN_IDS[name],
-                                   input_specs=keras.layers.InputSpec(shape=[1, *input_shape]))
-    features = backbone(inputs)
-    x = keras.layers.Flatten()(features[max(features, key=int)])
-    return keras.Model(inputs, keras.layers.Dense(classes, name="classifier")(x),
-                       name=f"model_garden_{name}")
-
-
-def keras_application(name, input_shape, classes=1000):
-    import tf_keras as keras
-    fn = getattr(keras.applications, name, None)
-    if fn is None or not callable(fn):
-        raise ToolError(f"tf_keras.applications has no model {name!r}")
-    kwargs = {"include_preprocessing": False} if "MobileNetV3" in name else {}
-    return fn(input_shape=input_shape, weights=None, classes=classes, classifier_activation=None,
-              **kwargs)
-
-
-def build(name: str, input_shape: tuple[int, int, int], *, classes: int = 1000,
+def build(name: str, input_shape: tuple[int, int, int] | None = None, *, classes: int = 1000,
           weights: str | None = None, **overrides):
-    """A float Keras model for `name`; `weights` only for our models (a tf_keras weights file)."""
-    source, _, rest = name.partition(":")
-    if rest and source in ("model_garden", "keras"):
+    """A float Keras model for the model name `name` (`NAME[@H[xW]]`, `keras:NAME`,
+    `model_garden:NAME`); `input_shape` (H, W, 3) defaults to the name's resolution. `weights` (a
+    tf_keras weights file) and `overrides` (create_model arguments) apply to our models only."""
+    spec = resolve(name)
+    if input_shape is not None:
+        shape = tuple(input_shape[:2])
+        if "@" in name and shape != spec.resolution:
+            raise UserError(f"model {name!r} names the size {spec.size_text} but the input size is "
+                            f"{shape[0]}x{shape[1]}; give the size once")
+        if spec.source == "model_garden" and spec.has_attention and shape[0] != shape[1]:
+            raise UserError("Model Garden's hybrid models take square inputs only (its K/V "
+                            "downsampling uses the height for both sides)")
+        spec = ModelSpec(spec.name, spec.source, spec.family, shape, spec.builder,
+                         spec.has_attention)
+    if spec.source != "mobilenetv4":
         if weights:
-            raise ToolError(f"--weights/--checkpoint apply to our models only, not {name!r}")
-        return (model_garden if source == "model_garden" else keras_application)(rest, input_shape, classes)
-    return _ours(name, input_shape, classes, weights, **overrides)
+            raise UserError(f"--weights/--checkpoint apply to our models only, not {name!r}")
+        if overrides:
+            raise UserError(f"{', '.join(sorted(overrides))} apply to our models only, not {name!r}")
+        return spec.build(classes)
+    try:
+        return spec.build(classes, weights=weights, **overrides)
+    except FileNotFoundError as e:
+        raise UserError(str(e)) from None
+    except UserError:
+        raise
+    except ValueError as e:
+        raise UserError(f"{e}; the weights must come from `{spec.name}` with {classes} classes: "
+                        "check --model and --classes") from None
 
 
 def stand_in_statistics(model, images, batch_size: int = 32, seed: int = 0):

@@ -1,23 +1,31 @@
 """Self-check: export models at a reduced size in every precision and compare each .tflite with
 its float Keras model (random weights with stand-in statistics, random images).
 
-    python -m tflite.roundtrip --models conv_small hybrid_medium --size 64 --out_dir /tmp/rt
+    python -m tflite.roundtrip --models conv_small,hybrid_medium --size 64 --output_dir /tmp/rt
 
-Prints one line per export: SQNR of the logits, top-1 agreement, TRANSPOSE count, partitions.
+Prints one line per export as it finishes, then the table: SQNR of the logits, top-1 agreement,
+TRANSPOSE count, partitions. Existing exports in OUTPUT_DIR are refused unless --overwrite.
 The tests run this for all five paper models.
 """
-import argparse
+import inspect
 import os
 
 import numpy as np
 
-from tflite import exit_on_tool_error
+from mobilenetv4 import cli, fileio, tables
+from tflite import benchmark
 
 PAPER_MODELS = ("conv_small", "conv_medium", "conv_large", "hybrid_medium", "hybrid_large")
+PRECISIONS = ("fp32", "fp16", "int8")
 
 
-def roundtrip(name: str, out_dir: str, size: int = 64, precisions=("fp32", "fp16", "int8"),
-              num_calibration: int = 8, num_heldout: int = 8, log=lambda *_: None) -> dict:
+def output_path(out_dir: str, name: str, size: int, precision: str) -> str:
+    return os.path.join(out_dir, f"{name.replace(':', '_')}_{size}_{precision}.tflite")
+
+
+def roundtrip(name: str, out_dir: str, size: int = 64, precisions=PRECISIONS,
+              num_calibration: int = 8, num_heldout: int = 8, overwrite: bool = False,
+              log=lambda *_: None) -> dict:
     """{precision: export report} for `name` exported at size x size."""
     import tf_keras as keras
     from tflite import export, models
@@ -25,33 +33,50 @@ def roundtrip(name: str, out_dir: str, size: int = 64, precisions=("fp32", "fp16
     model = models.build(name, (size, size, 3))
     images = np.random.default_rng(1).normal(size=(32, size, size, 3)).astype(np.float32)
     models.stand_in_statistics(model, images)  # input space of the network: normalised pixels
+    extra = {"overwrite": True} if overwrite and "overwrite" in inspect.signature(
+        export.export).parameters else {}
     reports = {}
     for precision in precisions:
-        out = os.path.join(out_dir, f"{name}_{size}_{precision}.tflite")
+        out = output_path(out_dir, name, size, precision)
         reports[precision] = export.export(
             name, precision, out, input_size=(size, size), keras_model=model,
             calibration_source="random", num_calibration=num_calibration, num_heldout=num_heldout,
-            log=log)
+            log=log, **extra)
     return reports
 
 
-@exit_on_tool_error
-def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m tflite.roundtrip", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--models", nargs="+", default=list(PAPER_MODELS))
-    p.add_argument("--size", type=int, default=64)
-    p.add_argument("--out_dir", required=True)
+def parse_args(argv=None):
+    p = cli.ArgumentParser("python -m tflite.roundtrip", __doc__)
+    p.add_argument("--models", action=benchmark.CommaList, default=list(PAPER_MODELS),
+                   help=f"comma-separated model names (default {','.join(PAPER_MODELS)})")
+    p.add_argument("--size", type=cli.positive_int, default=64,
+                   help="square input side in pixels (default 64)")
+    cli.add_output_flags(p, kind="dir", required=True, help="folder for the exports")
+    p.add_alias("--out_dir", "--output_dir")
     args = p.parse_args(argv)
-    os.makedirs(args.out_dir, exist_ok=True)
-    print("| model | precision | logits SQNR (dB) | top-1 agreement | TRANSPOSE | partitions |")
-    print("|---|---|---|---|---|---|")
-    for name in args.models:
-        for precision, r in roundtrip(name, args.out_dir, args.size).items():
+    if args.size < 32:
+        p.error(f"argument --size: the models need at least 32 pixels, got {args.size}")
+    return args
+
+
+def main(argv=None):
+    from tflite import models
+    args = parse_args(argv)
+    specs = [models.resolve(f"{name}@{args.size}") for name in args.models]
+    fileio.check_writable_dir(args.output_dir)
+    outputs = [output_path(args.output_dir, s.display_name, args.size, p) for s in specs for p in PRECISIONS]
+    fileio.check_outputs(outputs, overwrite=args.overwrite)
+    table = tables.Table(["model", "precision", "logits SQNR (dB)", "top-1 agreement", "TRANSPOSE",
+                          "partitions"])
+    for spec in specs:
+        for precision, r in roundtrip(spec.display_name, args.output_dir, args.size,
+                                      overwrite=args.overwrite).items():
             g, f = r["graph"], r["fidelity"]
-            print(f"| {name} | {precision} | {f['sqnr_db']:.1f} | {100 * f['top1_agreement']:.0f}% | "
-                  f"{g['transposes']} | {g['delegate_partitions']} |", flush=True)
+            table.add([spec.display_name, precision, f"{f['sqnr_db']:.1f}", f"{100 * f['top1_agreement']:.0f}%",
+                       str(g["transposes"]), str(g["delegate_partitions"])])
+            print(f"{spec.display_name} {precision}: SQNR {f['sqnr_db']:.1f} dB", flush=True)
+    print(table.markdown(), end="")
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main)

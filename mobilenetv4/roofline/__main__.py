@@ -1,27 +1,33 @@
 """Roofline analysis CLI (paper Sec. 3, Eq. 1, Appendix F).
 
     python -m mobilenetv4.roofline --models conv_small,conv_medium,mobilenet_v2_100 \
-        [--precision int8] [--latencies docs/roofline/latency_int8_cpu.csv] --out DIR
+        [--precision int8] [--latencies docs/roofline/latency_int8_cpu.csv] --output_dir DIR
 
+Models are the package's model names (NAME[@H[xW]], keras:NAME, model_garden:NAME; a keras family
+name such as mobilenet_v2_100 may drop `keras:`); without a size a model runs at its default
+(a MobileNetV4 at its Architecture.default_size).
 Writes to DIR: ops_<model>.csv (per-op MACs, bytes, intensity, Eq. 1 time at RP 0/5/50/500),
-sweep.csv (ModelTime from RP 0 to 500), summary.csv, fig2_sweep.png, fig3_op_cost.png and
-(with --per-model-plots) op_cost_<model>.png (Figs. 3, 7-9), and with --latencies: fit.csv, fit_curve.csv, fig6_fit.png
-(Table 16 / Fig. 6). summary.md lists it all.
+sweep.csv (ModelTime from RP 0 to --rp_max), summary.csv, fig2_sweep.png, fig3_op_cost.png and
+(with --per_model_plots) op_cost_<model>.png (Figs. 3, 7-9), and with --latencies (written by
+`python -m tflite.roofline_latency`): fit.csv, fit_curve.csv, fig6_fit.png (Table 16 / Fig. 6).
+summary.md lists it all. Existing files are refused unless --overwrite.
 """
-import argparse
-import csv
 import os
 import sys
 import time
 
 import numpy as np
 
+from mobilenetv4 import cli, fileio
+from mobilenetv4.cli import UserError
 from mobilenetv4.roofline import plots, report, zoo
 from mobilenetv4.roofline.fit import fit_ridge_point
 from mobilenetv4.roofline.ops import BYTES_PER_VALUE, bytes_per_value
 from mobilenetv4.roofline.sweep import FIGURE_RIDGE_POINTS, memory_bound_fraction, sweep
+from mobilenetv4.tables import Table
 
 MAX_FIG3_COLUMNS = 6
+MAX_SWEEP_POINTS = 100_001
 
 
 def analyse(specs, precision, log=print):
@@ -32,11 +38,22 @@ def analyse(specs, precision, log=print):
     for i, spec in enumerate(specs, 1):
         t0 = time.time()
         keras.backend.clear_session()
-        out[spec.label] = roofline_ops(spec.build(), precision)
+        model = spec.build()
+        zoo.check_model_memory(model, spec.label)
+        out[spec.label] = roofline_ops(model, precision)
         macs = sum(op.macs for op in out[spec.label])
         log(f"[{i}/{len(specs)}] {spec.label}: {len(out[spec.label])} ops, "
             f"{macs / 1e9:.4f} GMACs ({time.time() - t0:.1f}s)")
     return out
+
+
+def published_top1(spec):
+    """(top-1, source) when `spec` is a published model at its default resolution, else None."""
+    if spec.source == "model_garden" or spec.display_name not in zoo.PUBLISHED_TOP1:
+        return None
+    if spec.resolution != zoo.resolve(spec.display_name).resolution:
+        return None
+    return zoo.PUBLISHED_TOP1[spec.display_name]
 
 
 def summary_rows(specs, ops_by, curves, rps, precision):
@@ -48,8 +65,7 @@ def summary_rows(specs, ops_by, curves, rps, precision):
         macs = sum(o.macs for o in ops)
         wb = sum(o.weight_bytes for o in ops)
         ab = sum(o.activation_bytes for o in ops)
-        top1 = zoo.PUBLISHED_TOP1.get(s.name) if s.resolution == zoo.resolve(s.name).resolution \
-            else None
+        top1 = published_top1(s)
         rows.append(dict(
             model=s.label, family=s.family, gmacs=f"{macs / 1e9:.4f}",
             mparams=f"{wb / bpv / 1e6:.3f}", weight_mb=f"{wb / 1e6:.3f}",
@@ -61,42 +77,68 @@ def summary_rows(specs, ops_by, curves, rps, precision):
     return rows
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m mobilenetv4.roofline",
-                                description="Roofline analysis (Eq. 1) of MobileNetV4 and "
-                                "keras-application models; see docs/roofline.md")
-    p.add_argument("--models", required=True,
-                   help=f"comma-separated name[@resolution], e.g. {zoo.EXAMPLES}")
+def parse_args(argv=None):
+    p = cli.ArgumentParser("python -m mobilenetv4.roofline", __doc__)
+    p.add_argument("--models", required=True, type=cli.comma_list,
+                   help=f"comma-separated model names, e.g. {zoo.EXAMPLES}")
     p.add_argument("--precision", default="int8", choices=list(BYTES_PER_VALUE),
                    help="bytes per weight/activation: int8 1, fp16 2, fp32 4 (default int8)")
     p.add_argument("--latencies", help="CSV of measured latencies (columns model[,resolution],"
                    "latency_ms) to fit the ridge point to; models in it are added to --models")
-    p.add_argument("--rp-max", type=float, default=500.0, help="sweep end (MACs/byte)")
-    p.add_argument("--rp-step", type=float, default=0.5, help="sweep step (MACs/byte)")
-    p.add_argument("--fig3-models", help="models for the columns of fig3_op_cost.png "
+    p.add_argument("--rp_max", type=cli.positive_float, default=500.0,
+                   help="sweep end (MACs/byte, default 500)")
+    p.add_argument("--rp_step", type=cli.positive_float, default=0.5,
+                   help="sweep step (MACs/byte, default 0.5)")
+    p.add_argument("--fig3_models", type=cli.comma_list,
+                   help="models for the columns of fig3_op_cost.png "
                    f"(default: the first {MAX_FIG3_COLUMNS} of --models)")
-    p.add_argument("--per-model-plots", action="store_true",
+    p.add_argument("--per_model_plots", action="store_true",
                    help="also write op_cost_<model>.png for every model")
-    p.add_argument("--out", required=True, help="output directory")
+    cli.add_output_flags(p, kind="dir", required=True, help="output directory")
+    for old, new in (("--rp-max", "--rp_max"), ("--rp-step", "--rp_step"),
+                     ("--fig3-models", "--fig3_models"), ("--per-model-plots", "--per_model_plots"),
+                     ("--out", "--output_dir")):
+        p.add_alias(old, new)
     args = p.parse_args(argv)
-    if args.rp_max <= 0 or args.rp_step <= 0 or args.rp_step > args.rp_max:
-        p.error("--rp-max and --rp-step must be > 0 with step <= max")
-    try:
-        specs = zoo.parse_list(args.models)
-        measured = report.read_latencies(args.latencies) if args.latencies else {}
-        labels = {s.label for s in specs}
-        for key in measured:
-            spec = zoo.resolve(key)
-            if spec.label not in labels:
-                specs.append(spec)
-                labels.add(spec.label)
-        fig3 = ([s.label for s in zoo.parse_list(args.fig3_models)] if args.fig3_models
-                else [s.label for s in specs][:MAX_FIG3_COLUMNS])
-        if set(fig3) - labels:
-            raise ValueError(f"--fig3-models {sorted(set(fig3) - labels)} are not in --models")
-    except ValueError as e:
-        p.error(str(e))
-    os.makedirs(args.out, exist_ok=True)
+    if args.rp_step > args.rp_max:
+        p.error("--rp_step must not exceed --rp_max")
+    if args.rp_max / args.rp_step + 1 > MAX_SWEEP_POINTS:
+        p.error(f"--rp_max / --rp_step gives {args.rp_max / args.rp_step + 1:.0f} ridge points; "
+                f"at most {MAX_SWEEP_POINTS} (choose a larger --rp_step)")
+    return args
+
+
+def planned_outputs(out_dir, specs, per_model_plots, fit):
+    names = [f"ops_{s.file_label.replace('@', '_')}.csv" for s in specs]
+    if per_model_plots:
+        names += [f"op_cost_{s.file_label.replace('@', '_')}.png" for s in specs]
+    names += ["sweep.csv", "summary.csv", "fig2_sweep.png", "fig3_op_cost.png", "summary.md"]
+    if fit:
+        names += ["fit.csv", report.fit_curve_path("fit.csv"), "fig6_fit.png"]
+    return [os.path.join(out_dir, n) for n in names]
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    specs = zoo.parse_list(args.models)
+    measured = {}  # label -> seconds
+    labels = {s.label for s in specs}
+    for key, seconds in (report.read_latencies(args.latencies) if args.latencies else {}).items():
+        spec = zoo.resolve(key)
+        measured[spec.label] = seconds
+        if spec.label not in labels:
+            specs.append(spec)
+            labels.add(spec.label)
+    fig3 = ([s.label for s in zoo.parse_list(args.fig3_models)] if args.fig3_models
+            else [s.label for s in specs][:MAX_FIG3_COLUMNS])
+    if set(fig3) - labels:
+        raise UserError(f"--fig3_models {sorted(set(fig3) - labels)} are not in --models")
+    fit_models = [s for s in specs if s.label in measured]
+    do_fit = bool(measured) and len(fit_models) >= 3
+    fileio.check_writable_dir(args.output_dir)
+    fileio.check_outputs(planned_outputs(args.output_dir, specs, args.per_model_plots, do_fit),
+                         inputs=[args.latencies], overwrite=args.overwrite, flag="--output_dir")
+    out = args.output_dir
     say = lambda m: print(m, flush=True)  # noqa: E731
     ops_by = analyse(specs, args.precision, say)
     rps = np.arange(0.0, args.rp_max + args.rp_step / 2, args.rp_step)
@@ -104,57 +146,51 @@ def main(argv=None) -> int:
     families = {s.label: s.family for s in specs}
 
     for s in specs:
-        report.write_ops_csv(os.path.join(args.out, f"ops_{s.label.replace('@', '_')}.csv"),
+        report.write_ops_csv(os.path.join(out, f"ops_{s.file_label.replace('@', '_')}.csv"),
                              ops_by[s.label])
         if args.per_model_plots:
             plots.plot_op_costs(
-                os.path.join(args.out, f"op_cost_{s.label.replace('@', '_')}.png"),
+                os.path.join(out, f"op_cost_{s.file_label.replace('@', '_')}.png"),
                 {s.label: ops_by[s.label]})
-    report.write_sweep_csv(os.path.join(args.out, "sweep.csv"), rps, curves)
+    report.write_sweep_csv(os.path.join(out, "sweep.csv"), rps, curves)
     rows = summary_rows(specs, ops_by, curves, rps, args.precision)
-    with open(os.path.join(args.out, "summary.csv"), "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
-    top1 = {s.label: zoo.PUBLISHED_TOP1[s.name][0] for s in specs
-            if s.name in zoo.PUBLISHED_TOP1 and s.resolution == zoo.resolve(s.name).resolution}
-    plots.plot_sweep(os.path.join(args.out, "fig2_sweep.png"), rps, curves, families, top1)
-    plots.plot_op_costs(os.path.join(args.out, "fig3_op_cost.png"), {m: ops_by[m] for m in fig3})
+    summary = Table(list(rows[0]), [list(r.values()) for r in rows])
+    summary.write(os.path.join(out, "summary.csv"), "csv")
+    top1 = {s.label: published_top1(s)[0] for s in specs if published_top1(s)}
+    plots.plot_sweep(os.path.join(out, "fig2_sweep.png"), rps, curves, families, top1)
+    plots.plot_op_costs(os.path.join(out, "fig3_op_cost.png"), {m: ops_by[m] for m in fig3})
 
     md = [f"# Roofline analysis ({args.precision}, {len(specs)} models)", "",
-          f"Command: `python -m mobilenetv4.roofline {' '.join(argv or sys.argv[1:])}`", "",
-          "Eq. 1 latency is given in G MAC-equivalents (ModelTime x PeakMACs); divide by the "
+          f"Command: `python -m mobilenetv4.roofline {' '.join(sys.argv[1:] if argv is None else argv)}`",
+          "", "Eq. 1 latency is given in G MAC-equivalents (ModelTime x PeakMACs); divide by the "
           "device's PeakMACs in GMAC/s for seconds. `mem_bound_rpX` is the share of Eq. 1 time "
           "spent in memory-bound ops at RP X.", "",
-          report.markdown_table(list(rows[0]), [list(r.values()) for r in rows]), "",
-          "![Fig. 2](fig2_sweep.png)", "", "![Fig. 3](fig3_op_cost.png)", ""]
-    fit_models = [s for s in specs if s.label in measured or s.name in measured]
-    if measured and len(fit_models) >= 3:
-        lat = [measured.get(s.label, measured.get(s.name)) for s in fit_models]
+          summary.markdown(), "![Fig. 2](fig2_sweep.png)", "", "![Fig. 3](fig3_op_cost.png)", ""]
+    if do_fit:
+        lat = [measured[s.label] for s in fit_models]
         macs = [sum(o.macs for o in ops_by[s.label]) for s in fit_models]
         fit = fit_ridge_point(np.stack([curves[s.label] for s in fit_models]), rps, lat, macs)
         names = [s.label for s in fit_models]
-        report.write_fit_csv(os.path.join(args.out, "fit.csv"), names, lat, macs, fit)
-        plots.plot_fit(os.path.join(args.out, "fig6_fit.png"), fit, names, lat, macs)
+        report.write_fit_csv(os.path.join(out, "fit.csv"), names, lat, macs, fit)
+        plots.plot_fit(os.path.join(out, "fig6_fit.png"), fit, names, lat, macs)
         md += ["## Fit to measured latency (Table 16 / Fig. 6)", "",
-               report.markdown_table(
-                   ["models", "fitted RP (MACs/B)", "r_s-Roofline", "r_s-MAC",
-                    "RMS ln error", "eff. PeakMACs (GMAC/s)", "eff. PeakMemBW (GB/s)",
-                    "max r_s over sweep (RP range)"],
-                   [[len(fit_models), f"{fit.ridge_point:g}", f"{fit.rs_roofline:.3f}",
-                     f"{fit.rs_mac:.3f}", f"{fit.log_rmse:.3f}",
-                     f"{fit.peak_macs_per_s / 1e9:.2f}", f"{fit.peak_mem_bw / 1e9:.2f}",
-                     f"{fit.rs_max:.3f} ({fit.rs_max_range[0]:g}-{fit.rs_max_range[1]:g})"]]),
-               "", "![Fig. 6](fig6_fit.png)", ""]
+               Table(["models", "fitted RP (MACs/B)", "r_s-Roofline", "r_s-MAC",
+                      "RMS ln error", "eff. PeakMACs (GMAC/s)", "eff. PeakMemBW (GB/s)",
+                      "max r_s over sweep (RP range)"],
+                     [[str(len(fit_models)), f"{fit.ridge_point:g}", f"{fit.rs_roofline:.3f}",
+                       f"{fit.rs_mac:.3f}", f"{fit.log_rmse:.3f}",
+                       f"{fit.peak_macs_per_s / 1e9:.2f}", f"{fit.peak_mem_bw / 1e9:.2f}",
+                       f"{fit.rs_max:.3f} ({fit.rs_max_range[0]:g}-{fit.rs_max_range[1]:g})"]]
+                     ).markdown(),
+               "![Fig. 6](fig6_fit.png)", ""]
         say(f"fit: RP {fit.ridge_point:g} MACs/byte, r_s-Roofline {fit.rs_roofline:.3f}, "
             f"r_s-MAC {fit.rs_mac:.3f} over {len(fit_models)} models")
     elif measured:
         say("fewer than 3 models have measured latencies; skipping the fit")
-    with open(os.path.join(args.out, "summary.md"), "w") as f:
-        f.write("\n".join(md))
-    say(f"wrote {args.out}/summary.md")
+    fileio.write_text(os.path.join(out, "summary.md"), "\n".join(md))
+    say(f"wrote {out}/summary.md")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.run(main)

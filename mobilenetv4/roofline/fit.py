@@ -48,6 +48,10 @@ def fit_ridge_point(sweeps: np.ndarray, ridge_points: Sequence[float],
                          f"ridge points={len(rps)})")
     if len(measured) < 3:
         raise ValueError(f"need measured latencies of at least 3 models to fit, got {len(measured)}")
+    if not (np.all(np.isfinite(measured)) and np.all(np.isfinite(sweeps))
+            and np.all(np.isfinite(rps))):
+        raise ValueError("latencies, roofline predictions and ridge points must all be finite "
+                         "numbers (no NaN or inf)")
     if np.any(measured <= 0) or np.any(sweeps <= 0):
         raise ValueError("latencies and roofline predictions must all be > 0")
     # ln(measured) = ln(T) - ln(PeakMACs): the best ln(PeakMACs) is the mean offset.

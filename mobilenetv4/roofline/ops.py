@@ -17,6 +17,8 @@ import dataclasses
 import math
 from typing import Sequence, Tuple
 
+from mobilenetv4.cli import UserError  # a ValueError: one-line message, exit 2 in the CLIs
+
 BYTES_PER_VALUE = {"int8": 1, "fp16": 2, "fp32": 4}
 
 
@@ -25,7 +27,7 @@ def bytes_per_value(precision: str) -> int:
     try:
         return BYTES_PER_VALUE[precision]
     except KeyError:
-        raise ValueError(
+        raise UserError(
             f"unknown precision {precision!r}; choose one of {', '.join(BYTES_PER_VALUE)}"
         ) from None
 
@@ -73,10 +75,8 @@ def op_time(op: RooflineOp, ridge_point: float, peak_macs: float = 1.0) -> float
     peak_macs=1 the result is in MAC-equivalents (at RP 0 it is the op's MAC count);
     pass the hardware's MACs per second to get seconds.
     """
-    if ridge_point < 0:
-        raise ValueError(f"ridge point must be >= 0 MACs/byte, got {ridge_point}")
-    if peak_macs <= 0:
-        raise ValueError(f"peak_macs must be > 0, got {peak_macs}")
+    check_ridge_point(ridge_point)
+    check_peak(peak_macs, "peak_macs")
     return max(op.macs, op.bytes * ridge_point) / peak_macs
 
 
@@ -87,6 +87,18 @@ def model_time(ops: Sequence[RooflineOp], ridge_point: float, peak_macs: float =
 
 def ridge_point(peak_macs: float, peak_mem_bw: float) -> float:
     """Ridge point of a device in MACs/byte: PeakMACs / PeakMemBW."""
-    if peak_macs <= 0 or peak_mem_bw <= 0:
-        raise ValueError("peak MACs/s and peak memory bandwidth (bytes/s) must both be > 0")
+    check_peak(peak_macs, "peak MACs/s")
+    check_peak(peak_mem_bw, "peak memory bandwidth (bytes/s)")
     return peak_macs / peak_mem_bw
+
+
+def check_ridge_point(ridge_point: float) -> None:
+    """A ridge point is a finite number >= 0 MACs/byte (NaN and inf are refused)."""
+    if not math.isfinite(ridge_point) or ridge_point < 0:
+        raise UserError(f"ridge point must be a finite number >= 0 MACs/byte, got {ridge_point}")
+
+
+def check_peak(value: float, what: str) -> None:
+    """A peak rate is a finite number > 0 (NaN and inf are refused)."""
+    if not math.isfinite(value) or value <= 0:
+        raise UserError(f"{what} must be a finite number > 0, got {value}")

@@ -1,4 +1,5 @@
-"""Figures of the roofline analysis (paper Figs. 2, 3, 6 and 7-9), written as PNG with Agg."""
+"""Figures of the roofline analysis (paper Figs. 2, 3, 6 and 7-9), written as PNG with Agg,
+atomically (a temporary file in the same folder, renamed when complete)."""
 from typing import Dict, List, Sequence
 
 import matplotlib
@@ -8,6 +9,7 @@ import matplotlib.pyplot as plt  # noqa: E402  (backend must be chosen first)
 import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 
+from mobilenetv4 import fileio  # noqa: E402
 from mobilenetv4.roofline.ops import RooflineOp  # noqa: E402
 from mobilenetv4.roofline.sweep import FIGURE_RIDGE_POINTS, op_times  # noqa: E402
 
@@ -20,6 +22,15 @@ _FAMILY_STYLE = {"MobileNetV4-Conv": ("tab:red", "o"), "MobileNetV4-Hybrid": ("d
                  "MobileNetV3": ("tab:purple", "D"), "EfficientNet": ("tab:orange", "v"),
                  "EfficientNetV2": ("goldenrod", "<"), "ConvNeXt": ("tab:brown", "P")}
 GIGA = 1e9
+
+
+def save(fig, path: str, dpi: int) -> None:
+    """Writes `fig` as PNG to `path` atomically and closes it."""
+    try:
+        with fileio.atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=dpi, format="png")
+    finally:
+        plt.close(fig)
 
 
 def family_style(family: str):
@@ -89,8 +100,7 @@ def plot_sweep(path: str, ridge_points, curves: Dict[str, np.ndarray], families:
             ax.set_ylabel("published ImageNet top-1 (%)")
             ax.legend(fontsize=6)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save(fig, path, dpi=110)
 
 
 def plot_op_costs(path: str, models: Dict[str, List[RooflineOp]], ridge_points=FIGURE_RIDGE_POINTS,
@@ -120,8 +130,7 @@ def plot_op_costs(path: str, models: Dict[str, List[RooflineOp]], ridge_points=F
     fig.legend(handles, [KIND_LABELS[k] for k in kinds], loc="lower center", ncol=len(kinds),
                fontsize=8, frameon=False)
     fig.tight_layout(rect=(0, 0.05, 1, 1))
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save(fig, path, dpi=110)
 
 
 def plot_fit(path: str, fit, labels: Sequence[str], measured_s, macs) -> None:
@@ -153,5 +162,4 @@ def plot_fit(path: str, fit, labels: Sequence[str], measured_s, macs) -> None:
     ax2.set_ylabel("Spearman r_s (roofline)", color="tab:red")
     ax.set_title(f"fit: RP {fit.ridge_point:g}, r_s {fit.rs_roofline:.3f} (MACs: {fit.rs_mac:.3f})")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save(fig, path, dpi=120)

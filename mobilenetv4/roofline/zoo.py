@@ -1,20 +1,28 @@
-"""Models by name for roofline comparisons: MobileNetV4 and tf_keras applications (random weights).
+"""The one model resolver: a model name (the grammar of `mobilenetv4.model_names`) -> a buildable
+float tf_keras classifier. Used by the roofline analysis here and, through `tflite.models`, by the
+export, the latency measurement, the benchmarks' tables and the comparisons.
 
-A model spec is `name` or `name@resolution`, e.g. `conv_medium`, `mobilenet_v2_140@224`,
-`efficientnet_b0`. Keras-application names carry the width multiplier x100 where the family has
-one (`mobilenet_v1_150` = MobileNetV1 alpha 1.5).
+    NAME[@H[xW]]               a registered MobileNetV4: conv_small, conv_large@256, hybrid_medium@256x192
+    keras:NAME[@H[xW]]         a tf_keras application (random weights), by the family names below
+                               (keras:mobilenet_v2_140) or the tf_keras function (keras:MobileNetV3Small)
+    model_garden:NAME[@H[xW]]  Model Garden's MobileNetV4 backbone + a dense classifier (random weights):
+                               model_garden:conv_small or model_garden:MobileNetV4ConvSmall
+
+Default resolutions: a MobileNetV4 (ours or Model Garden's) gets its `Architecture.default_size`,
+the only place MobileNetV4 resolutions live; other families keep their own published input sizes
+(EfficientNet's B0-B7 grow with the model), else 224. For the keras family names the `keras:` prefix
+may be left out (`mobilenet_v2_100`): they cannot be mistaken for a MobileNetV4 name.
+
+This module belongs to the model library: it imports no tool (`tflite`, `experiments`).
 """
 import dataclasses
+import math
+import os
 import re
 from typing import Callable, Dict, Optional, Tuple
 
-import tf_keras as keras
-
-# Train resolutions of the MobileNetV4 variants (paper Tables 11-15; timm default configs).
-MNV4_RESOLUTION = {
-    "conv_small": 224, "conv_small_050": 224, "conv_medium": 256, "conv_large": 384,
-    "hybrid_medium": 256, "hybrid_medium_075": 224, "hybrid_large": 384, "hybrid_large_075": 256,
-}
+from mobilenetv4 import model_names
+from mobilenetv4.cli import UserError
 
 # Published ImageNet-1k top-1 (%), used only to place models on the accuracy axis of Fig. 2.
 # Sources: "T6" = paper Table 6 (MobileNets retrained with modern recipes); "MNv4 Sec.5" = paper
@@ -36,101 +44,255 @@ PUBLISHED_TOP1 = {
     "convnext_tiny": (82.1, "ConvNeXt"), "convnext_small": (83.1, "T6"),
 }
 
+# Input sizes of other families (not MobileNetV4 facts): EfficientNet (Tan & Le 2019, Table 1 /
+# keras.applications defaults) and EfficientNetV2 (keras.applications defaults).
 _EFFNET_RES = {"b0": 224, "b1": 240, "b2": 260, "b3": 300, "b4": 380, "b5": 456, "b6": 528,
                "b7": 600}
 _EFFNET_V2_RES = {"b0": 224, "b1": 240, "b2": 260, "b3": 300, "s": 384, "m": 480, "l": 480}
 _CONVNEXT = {"tiny": "ConvNeXtTiny", "small": "ConvNeXtSmall", "base": "ConvNeXtBase",
              "large": "ConvNeXtLarge"}
+OTHER_DEFAULT_SIZE = 224
+
+# Model Garden's MobileNetV4 backbones (official.vision.modeling.backbones.mobilenet model_id).
+MODEL_GARDEN_IDS = {
+    "conv_small": "MobileNetV4ConvSmall", "conv_medium": "MobileNetV4ConvMedium",
+    "conv_large": "MobileNetV4ConvLarge", "hybrid_medium": "MobileNetV4HybridMedium",
+    "hybrid_large": "MobileNetV4HybridLarge",
+}
 
 EXAMPLES = ("conv_small, conv_medium@320, hybrid_large, mobilenet_v1_100, mobilenet_v2_140, "
             "mobilenet_v3_large_100, mobilenet_v3_small_075, mobilenet_v3_large_minimal_100, "
-            "efficientnet_b0, efficientnet_v2_b0, convnext_tiny")
+            "efficientnet_b0, efficientnet_v2_b0, convnext_tiny, model_garden:conv_small")
+
+# One float32 forward pass holds an op's inputs and output at once, plus framework workspace.
+FORWARD_MEMORY_FACTOR = 3
+FLOAT_BYTES = 4
 
 
 @dataclasses.dataclass(frozen=True)
 class ModelSpec:
-    name: str
+    """A resolved model name: what it is, at which resolution, and how to build it."""
+
+    name: str          # without source prefix or size: conv_small, mobilenet_v2_100
+    source: str        # mobilenetv4 | keras | model_garden
     family: str
-    resolution: int
-    build: Callable[[], keras.Model]
+    resolution: Tuple[int, int]  # (H, W)
+    builder: Callable = dataclasses.field(repr=False, compare=False, default=None)
     has_attention: bool = False  # attention matmuls (MobileNetV4 hybrids)
 
     @property
+    def size_text(self) -> str:
+        """'224' for a square input, '256x192' otherwise (the CSV `resolution` column)."""
+        h, w = self.resolution
+        return f"{h}" if h == w else f"{h}x{w}"
+
+    @property
+    def display_name(self) -> str:
+        """The name as written in tables: a bare name for ours and the keras family names."""
+        if self.source == "model_garden" or (self.source == "keras" and not _keras_family(self.name)):
+            return f"{self.source}:{self.name}"
+        return self.name
+
+    @property
     def label(self) -> str:
-        return f"{self.name}@{self.resolution}"
+        return f"{self.display_name}@{self.size_text}"
+
+    @property
+    def file_label(self) -> str:
+        """The label as a file-name fragment."""
+        return re.sub(r"[^A-Za-z0-9_.-]", "_", self.label)
+
+    def build(self, classes: int = 1000, **kwargs):
+        """A float tf_keras model at `resolution` (kwargs: `weights` and create_model overrides,
+        MobileNetV4 only)."""
+        if kwargs and self.source != "mobilenetv4":
+            raise UserError(f"{', '.join(sorted(kwargs))} apply to our MobileNetV4 models only, "
+                            f"not {self.label}")
+        return self.builder((*self.resolution, 3), classes, **kwargs)
 
 
 def _alpha(digits: str) -> float:
     return int(digits) / 100.0
 
 
-def _keras_app(name: str) -> Optional[Tuple[str, int, Callable[[Tuple], keras.Model]]]:
-    """(family, default resolution, builder(input_shape)) for a keras-applications name."""
-    apps = keras.applications
-    common = dict(weights=None, include_top=True, classes=1000)
+def _keras_family(name: str) -> Optional[Tuple[str, int, Callable]]:
+    """(family, default resolution, ctor(apps, input_shape, common)) of a keras family name."""
     if m := re.fullmatch(r"mobilenet_v1_(\d{3})", name):
-        return "MobileNetV1", 224, lambda s: apps.MobileNet(input_shape=s, alpha=_alpha(m[1]),
-                                                            **common)
+        return "MobileNetV1", 224, lambda apps, s, kw: apps.MobileNet(
+            input_shape=s, alpha=_alpha(m[1]), **kw)
     if m := re.fullmatch(r"mobilenet_v2_(\d{3})", name):
-        return "MobileNetV2", 224, lambda s: apps.MobileNetV2(input_shape=s, alpha=_alpha(m[1]),
-                                                              **common)
+        return "MobileNetV2", 224, lambda apps, s, kw: apps.MobileNetV2(
+            input_shape=s, alpha=_alpha(m[1]), **kw)
     if m := re.fullmatch(r"mobilenet_v3_(small|large)(_minimal)?_(\d{3})", name):
-        ctor = apps.MobileNetV3Small if m[1] == "small" else apps.MobileNetV3Large
         # No in-graph Rescaling: MobileNetV4 has none either, so both start at the first conv.
-        return "MobileNetV3", 224, lambda s: ctor(
+        return "MobileNetV3", 224, lambda apps, s, kw: getattr(
+            apps, "MobileNetV3Small" if m[1] == "small" else "MobileNetV3Large")(
             input_shape=s, alpha=_alpha(m[3]), minimalistic=bool(m[2]),
-            include_preprocessing=False, **common)
+            include_preprocessing=False, **kw)
     if m := re.fullmatch(r"efficientnet_(b[0-7])", name):
-        ctor = getattr(apps, f"EfficientNet{m[1].upper()}")
-        return "EfficientNet", _EFFNET_RES[m[1]], lambda s: ctor(input_shape=s, **common)
+        return "EfficientNet", _EFFNET_RES[m[1]], lambda apps, s, kw: getattr(
+            apps, f"EfficientNet{m[1].upper()}")(input_shape=s, **kw)
     if m := re.fullmatch(r"efficientnet_v2_(b[0-3]|s|m|l)", name):
-        ctor = getattr(apps, f"EfficientNetV2{m[1].upper()}")
-        return "EfficientNetV2", _EFFNET_V2_RES[m[1]], lambda s: ctor(
-            input_shape=s, include_preprocessing=False, **common)
+        return "EfficientNetV2", _EFFNET_V2_RES[m[1]], lambda apps, s, kw: getattr(
+            apps, f"EfficientNetV2{m[1].upper()}")(input_shape=s, include_preprocessing=False, **kw)
     if m := re.fullmatch(r"convnext_(tiny|small|base|large)", name):
-        ctor = getattr(apps, _CONVNEXT[m[1]])
-        return "ConvNeXt", 224, lambda s: ctor(input_shape=s, include_preprocessing=False,
-                                               **common)
+        return "ConvNeXt", 224, lambda apps, s, kw: getattr(apps, _CONVNEXT[m[1]])(
+            input_shape=s, include_preprocessing=False, **kw)
     return None
 
 
-def _mnv4_names():
-    import mobilenetv4  # the model library; imported lazily so formula code needs no model
-    return list(mobilenetv4.list_models())
+def _keras_spec(name: str, size) -> ModelSpec:
+    family = _keras_family(name)
+    if family is not None:
+        fam, default, ctor = family
+    elif re.fullmatch(r"[A-Z][A-Za-z0-9]*", name):  # a tf_keras.applications function name
+        fam, default = name, OTHER_DEFAULT_SIZE
+
+        def ctor(apps, s, kw):
+            fn = getattr(apps, name, None)
+            if fn is None or not callable(fn):
+                raise UserError(f"tf_keras.applications has no model {name!r}")
+            extra = {"include_preprocessing": False} if "MobileNetV3" in name else {}
+            return fn(input_shape=s, classifier_activation=None, **extra, **kw)
+    else:
+        raise UserError(f"unknown keras model {name!r}; use a family name such as mobilenet_v2_100, "
+                        "efficientnet_b0, convnext_tiny or a tf_keras.applications function such "
+                        "as keras:MobileNetV3Small")
+
+    def build(shape, classes):
+        import tf_keras as keras
+        return ctor(keras.applications, shape, dict(weights=None, include_top=True, classes=classes))
+
+    return ModelSpec(name, "keras", fam, size or (default, default), build)
 
 
-def resolve(spec: str) -> ModelSpec:
-    """Parse `name[@resolution]` into a ModelSpec; raises ValueError naming valid choices."""
-    name, _, res = spec.strip().partition("@")
-    if res and not res.isdigit():
-        raise ValueError(f"bad resolution in model spec {spec!r}; write name@224")
-    resolution = int(res) if res else None
-    if resolution is not None and resolution < 32:
-        raise ValueError(f"resolution {resolution} in {spec!r} is too small; use >= 32")
-    app = _keras_app(name)
-    if app is not None:
-        family, default_res, ctor = app
-        r = resolution or default_res
-        return ModelSpec(name, family, r, lambda: ctor((r, r, 3)))
-    mnv4 = _mnv4_names()
-    if name in mnv4:
+def _mobilenetv4_spec(name: str, size) -> ModelSpec:
+    from mobilenetv4 import specs
+    arch = specs.get(name)
+    attention = any(isinstance(b, specs.MobileMQA) for stage in arch.stages for b in stage)
+
+    def build(shape, classes, **kwargs):
         import mobilenetv4
-        r = resolution or MNV4_RESOLUTION.get(name, 224)
-        family = "MobileNetV4-Hybrid" if name.startswith("hybrid") else "MobileNetV4-Conv"
-        return ModelSpec(name, family, r,
-                         lambda: mobilenetv4.create_model(name, input_shape=(r, r, 3)),
-                         has_attention=name.startswith("hybrid"))
-    raise ValueError(f"unknown model {name!r}; choose a MobileNetV4 model ({', '.join(mnv4)}) "
-                     f"or a keras application such as {EXAMPLES}")
+        return mobilenetv4.create_model(name, input_shape=shape, classes=classes, **kwargs)
+
+    return ModelSpec(name, "mobilenetv4",
+                     "MobileNetV4-Hybrid" if attention else "MobileNetV4-Conv",
+                     size or model_names.default_resolution(name), build, attention)
 
 
-def parse_list(text: str):
-    """Comma-separated model specs -> list of ModelSpec (duplicates removed, order kept)."""
-    specs = [s for s in (t.strip() for t in text.split(",")) if s]
-    if not specs:
-        raise ValueError("no models given; pass e.g. --models conv_small,mobilenet_v2_100")
+def _model_garden_spec(name: str, size) -> ModelSpec:
+    ours = next((k for k, v in MODEL_GARDEN_IDS.items() if name in (k, v)), None)
+    if ours is None:
+        raise UserError(f"Model Garden has no MobileNetV4 {name!r}; choose one of "
+                        f"{', '.join(MODEL_GARDEN_IDS)} (or its model_id, e.g. MobileNetV4ConvSmall)")
+    size = size or model_names.default_resolution(ours)
+    if ours.startswith("hybrid") and size[0] != size[1]:
+        raise UserError("Model Garden's hybrid models take square inputs only (its K/V downsampling "
+                        "uses the height for both sides)")
+
+    def build(shape, classes):
+        """Model Garden's backbone (its own head: 1x1 conv 960, pool, 1x1 conv 1280) and a dense
+        classifier; Model Garden ships no classifier of its own for MobileNetV4."""
+        import tf_keras as keras
+        try:
+            from official.vision.modeling.backbones import mobilenet
+        except ImportError as e:
+            raise UserError(f"model_garden:{name} needs tf-models-official (pip install "
+                            f"tf-models-official): {e}") from None
+        inputs = keras.Input(shape=shape, batch_size=1)
+        backbone = mobilenet.MobileNet(model_id=MODEL_GARDEN_IDS[ours],
+                                       input_specs=keras.layers.InputSpec(shape=[1, *shape]))
+        features = backbone(inputs)
+        x = keras.layers.Flatten()(features[max(features, key=int)])
+        return keras.Model(inputs, keras.layers.Dense(classes, name="classifier")(x),
+                           name=f"model_garden_{ours}")
+
+    family = "MobileNetV4-Hybrid (Model Garden)" if ours.startswith("hybrid") \
+        else "MobileNetV4-Conv (Model Garden)"
+    return ModelSpec(ours, "model_garden", family, size, build, ours.startswith("hybrid"))
+
+
+def resolve(text: str) -> ModelSpec:
+    """Parses `text` with the package's model-name grammar and resolves it; a UserError (a
+    ValueError) names the valid choices."""
+    ref = model_names.parse(text, check=False)
+    from mobilenetv4 import specs
+    if ref.source == "keras":
+        spec = _keras_spec(ref.name, ref.size)
+    elif ref.source == "model_garden":
+        spec = _model_garden_spec(ref.name, ref.size)
+    elif ref.name not in specs.ARCHITECTURES and _keras_family(ref.name):
+        spec = _keras_spec(ref.name, ref.size)  # a bare keras family name
+    else:
+        try:
+            spec = _mobilenetv4_spec(ref.name, ref.size)
+        except UserError as e:
+            raise UserError(f"{e}; or a keras model such as mobilenet_v2_100 / "
+                            "keras:MobileNetV3Small, or model_garden:NAME") from None
+    check_input_memory(*spec.resolution, spec.label)
+    return spec
+
+
+def parse_list(items) -> list:
+    """Comma-separated model specs (or a list of them) -> list of ModelSpec (duplicates removed,
+    order kept)."""
+    if isinstance(items, str):
+        items = items.split(",")
+    items = [s.strip() for s in items if s and s.strip()]
+    if not items:
+        raise UserError("no models given; pass e.g. --models conv_small,mobilenet_v2_100")
     out: Dict[str, ModelSpec] = {}
-    for s in specs:
+    for s in items:
         ms = resolve(s)
         out.setdefault(ms.label, ms)
     return list(out.values())
+
+
+def available_memory_bytes() -> int:
+    """MemAvailable from /proc/meminfo (else the physical memory)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def forward_bytes(model) -> int:
+    """Estimated memory of one float32 forward pass of a batch of one: the largest layer's inputs
+    plus output, times FORWARD_MEMORY_FACTOR, from the model's symbolic shapes (nothing is run)."""
+    def elements(shape):
+        shapes = shape if shape and isinstance(shape[0], (tuple, list)) else [shape]
+        return sum(math.prod(1 if d is None else int(d) for d in s) for s in shapes if s)
+
+    largest = 0
+    for layer in model.layers:
+        try:
+            n = elements(layer.input_shape) + elements(layer.output_shape)
+        except (AttributeError, RuntimeError, TypeError):
+            continue
+        largest = max(largest, n)
+    return largest * FLOAT_BYTES * FORWARD_MEMORY_FACTOR
+
+
+def check_input_memory(height: int, width: int, what: str) -> None:
+    """Refuses before anything is built when even the float32 input image alone and the stem's
+    output (stride 2, at least 16 channels) cannot fit in memory."""
+    need = (height * width * 3 + (height // 2) * (width // 2) * 16) * FLOAT_BYTES
+    have = available_memory_bytes()
+    if need > have:
+        raise UserError(f"{what} at {height}x{width} needs at least {need / 2**30:.1f} GiB for one "
+                        f"image's activations, more than the {have / 2**30:.1f} GiB available; "
+                        "choose a smaller input size")
+
+
+def check_model_memory(model, what: str) -> None:
+    """Refuses a model whose forward pass (estimated by `forward_bytes`) cannot fit in memory."""
+    need, have = forward_bytes(model), available_memory_bytes()
+    if need > have:
+        h, w = model.input_shape[1:3]
+        raise UserError(f"{what} at {h}x{w} needs about {need / 2**30:.1f} GiB for one image's "
+                        f"forward pass, more than the {have / 2**30:.1f} GiB available; choose a "
+                        "smaller input size")
