@@ -3,10 +3,15 @@
 D1: Inception crop + RandAugment l2m9; D2: Inception crop + extreme Mixup; D3: Inception crop +
 RandAugment l2m5. Crop and RandAugment come from Model Garden (`official.vision.ops`).
 """
+import math
+
 import gin
 import tensorflow as tf
 from official.vision.ops import augment as mg_augment
 from official.vision.ops import preprocess_ops
+
+from mobilenetv4 import preprocessing
+from mobilenetv4.cli import UserError
 
 # Model Garden's RandAugment pixel constants are tuned for 224x224 ImageNet crops; they are
 # scaled with the crop size so that a translate or cutout covers the same fraction of the image.
@@ -29,7 +34,7 @@ def rand_augment(num_layers, magnitude, image_size, exclude_ops=()):
   known = mg_augment.RandAugment().available_ops
   unknown = sorted(set(exclude_ops) - set(known))
   if unknown:
-    raise ValueError(f"unknown RandAugment ops {unknown} in exclude_ops; choose from {known}")
+    raise UserError(f"unknown RandAugment ops {unknown} in exclude_ops; choose from {known}")
   scale = min(image_size) / _REF_SIZE
   return mg_augment.RandAugment(num_layers=num_layers, magnitude=magnitude,
                                 translate_const=_TRANSLATE_CONST * scale,
@@ -67,20 +72,36 @@ def augment_dataset(images, kind, image_size, randaugment_layers=2, randaugment_
   on it); the teacher, not the augmentation, dominates generation time.
   """
   image_size = tuple(image_size)
+  check_crop_area_range(crop_area_range)
   cropped = images.map(lambda im: inception_crop(im, image_size, crop_area_range))
   if kind == "randaugment":
     policy = rand_augment(randaugment_layers, randaugment_magnitude, image_size,
                           randaugment_exclude_ops)
     return cropped.map(policy.distort)
   if kind == "mixup":
-    if not mixup_alpha > 0:
-      raise ValueError(f"mixup_alpha must be positive, got {mixup_alpha}")
+    if not (_is_number(mixup_alpha) and mixup_alpha > 0):
+      raise UserError(f"mixup_alpha must be a finite number above 0, got {mixup_alpha!r}")
     return cropped.batch(mixup_group).map(lambda b: extreme_mixup(b, mixup_alpha)).unbatch()
-  raise ValueError(f"unknown augmentation {kind!r}; choose one of {AUGMENTATIONS}")
+  raise UserError(f"unknown augmentation {kind!r}; choose one of {AUGMENTATIONS}")
+
+
+def _is_number(value):
+  return (isinstance(value, (int, float)) and not isinstance(value, bool)
+          and math.isfinite(value))
+
+
+def check_crop_area_range(area_range):
+  """UserError unless area_range is (low, high) with 0 < low <= high <= 1."""
+  try:
+    low, high = area_range
+  except (TypeError, ValueError):
+    raise UserError(f"crop_area_range must be a pair (low, high), got {area_range!r}") from None
+  if not (_is_number(low) and _is_number(high) and 0 < low <= high <= 1):
+    raise UserError(f"crop_area_range must satisfy 0 < low <= high <= 1, got {area_range!r}")
 
 
 @gin.configurable(module="distill")
-def normalize(images, mean=preprocess_ops.MEAN_RGB, std=preprocess_ops.STDDEV_RGB):
-  """uint8 -> float32 (x - mean) / std in 0-255 units: the trainer's input convention
-  (experiments.data), used for the teacher at generation and for the student."""
-  return preprocess_ops.normalize_image(tf.cast(images, tf.float32), offset=mean, scale=std)
+def normalize(images, normalization=preprocessing.DEFAULT_NORMALIZATION):
+  """uint8 -> float32 network input by `mobilenetv4.preprocessing.normalize` ('imagenet': the
+  trainer's convention, experiments.data), used for the teacher at generation and the student."""
+  return preprocessing.normalize(images, normalization)

@@ -5,6 +5,7 @@ draws every example from dataset i with probability ratio_i / sum(ratios), so th
 in expectation at any point of training, not per fixed epoch. The only augmentation is a
 left-right flip (Appendix H).
 """
+import math
 from typing import Optional, Sequence
 
 import gin
@@ -12,6 +13,24 @@ import tensorflow as tf
 
 from experiments.distill import augment
 from experiments.distill import shards
+from mobilenetv4.cli import UserError
+
+
+def check_ratios(ratios, count=None):
+  """The ratios as floats; UserError unless each is a finite number above 0 (and, given `count`,
+  there is one per dataset)."""
+  try:
+    ratios = tuple(ratios)
+  except TypeError:
+    raise UserError(f"mixing ratios must be a list of numbers, got {ratios!r}") from None
+  if count is not None and len(ratios) != count:
+    raise UserError(f"{count} datasets but {len(ratios)} mixing ratios {ratios}; give one ratio "
+                    "per dataset")
+  for r in ratios:
+    if isinstance(r, bool) or not isinstance(r, (int, float)) or not math.isfinite(r) or r <= 0:
+      raise UserError(f"mixing ratios must be finite numbers above 0, got {ratios} (drop a "
+                      "dataset instead of giving it ratio 0)")
+  return tuple(float(r) for r in ratios)
 
 
 def soft_label_dataset(directory, name, verify="size", shuffle_buffer=10_000, seed=None,
@@ -43,11 +62,7 @@ def soft_label_dataset(directory, name, verify="size", shuffle_buffer=10_000, se
 
 def mix_datasets(datasets: Sequence[tf.data.Dataset], ratios: Sequence[float], seed=None):
   """Samples from `datasets` with probabilities proportional to `ratios` (endless inputs)."""
-  if len(datasets) != len(ratios):
-    raise ValueError(f"{len(datasets)} datasets but {len(ratios)} mixing ratios; give one ratio "
-                     "per dataset")
-  if any(r < 0 for r in ratios) or sum(ratios) <= 0:
-    raise ValueError(f"mixing ratios must be non-negative with a positive sum, got {ratios}")
+  ratios = check_ratios(ratios, len(datasets))
   weights = [float(r) / sum(ratios) for r in ratios]
   return tf.data.Dataset.sample_from_datasets(list(datasets), weights=weights, seed=seed,
                                               stop_on_empty_dataset=False)
@@ -69,10 +84,16 @@ class DistillationData:
                verify="size", shuffle_buffer=10_000, deterministic=False):
     self.directory = directory
     self.datasets = tuple(datasets)
-    self.ratios = tuple(ratios)
-    if len(self.datasets) != len(self.ratios):
-      raise ValueError(f"{len(self.datasets)} datasets {self.datasets} but {len(self.ratios)} "
-                       "mixing ratios; give one ratio per dataset")
+    if not self.datasets or len(set(self.datasets)) != len(self.datasets):
+      raise UserError(f"DistillationData.datasets must be distinct names, got {self.datasets}")
+    self.ratios = check_ratios(ratios, len(self.datasets))
+    if examples_per_epoch is not None and (isinstance(examples_per_epoch, bool) or not isinstance(
+        examples_per_epoch, int) or examples_per_epoch < 1):
+      raise UserError(f"examples_per_epoch must be an integer of at least 1, got "
+                      f"{examples_per_epoch!r}")
+    if isinstance(shuffle_buffer, bool) or not isinstance(shuffle_buffer, int) \
+        or shuffle_buffer < 0:
+      raise UserError(f"shuffle_buffer must be an integer of at least 0, got {shuffle_buffer!r}")
     sides = {name: shards.load_manifest(directory, name, verify=verify)[1]
              for name in self.datasets}
     formats = {name: (shards.label_format(s[0]).classes, tuple(s[0]["image_size"]))
@@ -90,10 +111,10 @@ class DistillationData:
     self.eval_data = eval_data() if callable(eval_data) else eval_data
     if self.eval_data is not None:
       if self.eval_data.num_classes != self.num_classes:
-        raise ValueError(f"eval data has {self.eval_data.num_classes} classes, the teacher's "
+        raise UserError(f"eval data has {self.eval_data.num_classes} classes, the teacher's "
                          f"soft labels {self.num_classes}")
       if self.eval_data.image_size != self.image_size:
-        raise ValueError(f"eval data is at {self.eval_data.image_size} px, the shards at "
+        raise UserError(f"eval data is at {self.eval_data.image_size} px, the shards at "
                          f"{self.image_size}; set the eval pipeline's image_size to match")
     self.num_eval_examples = self.eval_data.num_eval_examples if self.eval_data else 0
     self.flip = flip
@@ -105,7 +126,7 @@ class DistillationData:
   def steps_per_epoch(self, global_batch):
     steps = self.num_train_examples // global_batch
     if steps == 0:
-      raise ValueError(f"global batch {global_batch} exceeds the {self.num_train_examples} "
+      raise UserError(f"global batch {global_batch} exceeds the {self.num_train_examples} "
                        "examples of an epoch; lower batch_size or raise examples_per_epoch")
     return steps
 
@@ -140,6 +161,6 @@ class DistillationData:
 
   def eval_dataset(self, ctx, per_replica_batch, num_batches):
     if self.eval_data is None:
-      raise ValueError("DistillationData has no eval_data; bind DistillationData.eval_data")
+      raise UserError("DistillationData has no eval_data; bind DistillationData.eval_data")
     return self.eval_data.eval_dataset(ctx, per_replica_batch, num_batches)
 

@@ -4,7 +4,21 @@ A relevance model scores each candidate image; a candidate counts for its most p
 that probability exceeds the threshold (0.3 in the paper). Each class keeps its top `per_class`
 candidates by score; classes with fewer are filled up by replicating their images in turn.
 """
+import math
+
 import numpy as np
+
+from mobilenetv4.cli import UserError
+
+
+def check_selection(threshold, per_class):
+  """UserError unless 0 <= threshold <= 1 (a probability) and per_class is an integer >= 1."""
+  if not (isinstance(threshold, (int, float)) and not isinstance(threshold, bool)
+          and math.isfinite(threshold) and 0 <= threshold <= 1):
+    raise UserError(f"selection threshold must be a probability in [0, 1], got {threshold!r}")
+  if not (isinstance(per_class, (int, np.integer)) and not isinstance(per_class, bool)
+          and per_class >= 1):
+    raise UserError(f"per_class must be an integer of at least 1, got {per_class!r}")
 
 
 def select_balanced(scores, threshold=0.3, per_class=130_000, seed=0):
@@ -14,11 +28,10 @@ def select_balanced(scores, threshold=0.3, per_class=130_000, seed=0):
   that shards of the selection mix classes. Classes with no candidate above the threshold are
   absent (nothing to replicate); `selection_report` shows which.
   """
+  check_selection(threshold, per_class)
   scores = np.asarray(scores, np.float64)
   if scores.ndim != 2:
-    raise ValueError(f"relevance scores must be [N, classes], got shape {scores.shape}")
-  if per_class < 1:
-    raise ValueError(f"per_class must be at least 1, got {per_class}")
+    raise UserError(f"relevance scores must be [N, classes], got shape {scores.shape}")
   best = scores.argmax(axis=1)
   confidence = scores.max(axis=1)
   keep = confidence > threshold
@@ -32,7 +45,7 @@ def select_balanced(scores, threshold=0.3, per_class=130_000, seed=0):
     indices.append(chosen)
     classes.append(np.full(per_class, c))
   if not indices:
-    raise ValueError(f"no candidate has a relevance score above {threshold}; lower the "
+    raise UserError(f"no candidate has a relevance score above {threshold}; lower the "
                      "threshold or check the relevance model")
   indices, classes = np.concatenate(indices), np.concatenate(classes)
   order = np.random.default_rng(seed).permutation(len(indices))

@@ -12,22 +12,29 @@ With top-k storage the remainder mass 1 - sum(top_p) is spread evenly over the o
 the soft label is rebuilt, so every label still sums to one.
 
 Each shard `NAME-SSSSS-of-NNNNN.tfrecord` is complete only when its sidecar `.json` exists (written
-last, after an atomic rename of the shard), which holds the example count, byte size and CRC32.
-A killed run leaves at most `*.tmp` files, which the next run overwrites.
+last, after the shard), which holds the example count, byte size and CRC32. Both files are written
+through `mobilenetv4.fileio` (a temporary name in the same folder, renamed into place when
+complete), so a kill at any moment leaves no partial shard under a shard's name: at most a
+`.tmp-*` file, which the next run of the same worker removes (`remove_stale_temporaries`).
 """
 import dataclasses
 import json
 import os
+import re
 import zlib
 
 import numpy as np
 import tensorflow as tf
 
+from mobilenetv4 import fileio
+from mobilenetv4.cli import UserError
+
 PROB_DTYPES = {"float16": tf.float16, "float32": tf.float32}
+_SHARD_RE = re.compile(r"^(?P<dataset>.+)-(?P<index>\d{5})-of-(?P<count>\d{5})\.(tfrecord|json)$")
 
 
-class ShardError(ValueError):
-  """A shard is missing, incomplete or corrupt; the message names the file."""
+class ShardError(UserError):
+  """A shard is missing, incomplete or corrupt; the message names the file (exit 2 in a CLI)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,13 +46,13 @@ class LabelFormat:
 
   def __post_init__(self):
     if self.prob_dtype not in PROB_DTYPES:
-      raise ValueError(f"prob_dtype {self.prob_dtype!r} is not supported; choose one of "
-                       f"{sorted(PROB_DTYPES)}")
-    if self.classes < 2:
-      raise ValueError(f"classes must be at least 2, got {self.classes}")
-    if not 0 <= self.top_k < self.classes:
-      raise ValueError(f"top_k must be in [0, classes) = [0, {self.classes}); got {self.top_k} "
-                       "(use 0 to store all classes)")
+      raise UserError(f"prob_dtype {self.prob_dtype!r} is not supported; choose one of "
+                      f"{sorted(PROB_DTYPES)}")
+    if not _is_int(self.classes) or self.classes < 2:
+      raise UserError(f"classes must be an integer of at least 2, got {self.classes!r}")
+    if not _is_int(self.top_k) or not 0 <= self.top_k < self.classes:
+      raise UserError(f"top_k must be an integer from 1 to classes - 1 = {self.classes - 1}, or "
+                      f"0 to store all {self.classes} probabilities; got {self.top_k!r}")
 
   def label_bytes(self):
     """Bytes of label payload per example (before TFRecord/protobuf framing)."""
@@ -58,6 +65,10 @@ class LabelFormat:
     return dataclasses.asdict(self)
 
 
+def _is_int(value):
+  return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
 def shard_name(dataset, index, count):
   return f"{dataset}-{index:05d}-of-{count:05d}.tfrecord"
 
@@ -66,8 +77,8 @@ def encode_example(jpeg, probs, example_id, fmt):
   """Serialises one example. `probs` is the teacher's probability vector (numpy, [classes])."""
   probs = np.asarray(probs, np.float32)
   if probs.shape != (fmt.classes,):
-    raise ValueError(f"teacher output has shape {probs.shape}, expected ({fmt.classes},); "
-                     "set classes to the teacher's number of outputs")
+    raise UserError(f"teacher output has shape {probs.shape}, expected ({fmt.classes},); "
+                    "set classes to the teacher's number of outputs")
   dtype = np.dtype(fmt.prob_dtype).newbyteorder("<")
   feature = {
       "image/encoded": _bytes(jpeg),
@@ -127,22 +138,44 @@ def make_parser(fmt, image_size=None):
 def write_shard(path, records, meta):
   """Writes serialized records to `path` atomically and then its sidecar with `meta` added.
 
-  Returns the sidecar dict. Until the sidecar exists the shard does not count as done.
+  Returns the sidecar dict. Until the sidecar exists the shard does not count as done; a failure
+  or kill while writing leaves neither a partial shard nor a partial sidecar under their names.
   """
-  tmp = path + ".tmp"
   count = 0
-  with tf.io.TFRecordWriter(tmp) as writer:
-    for record in records:
-      writer.write(record)
-      count += 1
-  crc, size = file_crc32(tmp)
-  os.replace(tmp, path)
+  with fileio.atomic_path(path) as tmp:
+    with tf.io.TFRecordWriter(tmp) as writer:
+      for record in records:
+        writer.write(record)
+        count += 1
+    crc, size = file_crc32(tmp)
   side = dict(meta, num_examples=count, num_bytes=size, crc32=crc, file=os.path.basename(path))
-  sidecar_tmp = _sidecar(path) + ".tmp"
-  with open(sidecar_tmp, "w") as f:
-    json.dump(side, f, indent=1, sort_keys=True)
-  os.replace(sidecar_tmp, _sidecar(path))
+  fileio.write_text(_sidecar(path), json.dumps(side, indent=1, sort_keys=True) + "\n")
   return side
+
+
+def remove_stale_temporaries(directory, names):
+  """Removes what killed writers left of the shards `names` (basenames): fileio's `.tmp-*` files
+  and the `.tmp` files of older versions. Call only while holding the lock for those shards."""
+  wanted = set()
+  for name in names:
+    wanted.update((name, _sidecar(name)))
+  removed = []
+  for entry in os.listdir(directory):
+    stale = False
+    if entry.startswith(fileio._TMP_PREFIX):  # pylint: disable=protected-access
+      stale = any(entry.endswith("-" + name) for name in wanted)
+    elif entry.endswith(".tmp"):
+      stale = entry[:-len(".tmp")] in wanted
+    if stale:
+      full = os.path.join(directory, entry)
+      try:
+        os.unlink(full)
+        removed.append(full)
+      except IsADirectoryError:
+        pass
+      except FileNotFoundError:
+        pass
+  return removed
 
 
 def _sidecar(path):
@@ -160,13 +193,36 @@ def file_crc32(path, chunk=1 << 22):
       size += len(block)
 
 
+def read_sidecar(path):
+  """The sidecar dict of shard `path` (JSON only: nothing in it can run code). ShardError for an
+  unreadable or malformed one."""
+  sidecar = _sidecar(path)
+  try:
+    with open(sidecar, encoding="utf-8") as f:
+      side = json.load(f)
+  except (OSError, ValueError) as e:
+    raise ShardError(f"unreadable sidecar {sidecar}: {_first_line(e)}; delete it and its shard "
+                     "and rerun generate to rebuild the shard") from None
+  problems = [k for k in ("num_bytes", "num_examples", "num_shards", "crc32")
+              if not _is_int(side.get(k) if isinstance(side, dict) else None)]
+  if not problems and not (isinstance(side.get("image_size"), list)
+                           and isinstance(side.get("label_format"), dict)):
+    problems = ["image_size/label_format"]
+  if problems:
+    raise ShardError(f"malformed sidecar {sidecar} (bad or missing {', '.join(problems)}); "
+                     "delete it and its shard and rerun generate to rebuild the shard")
+  return side
+
+
+def _first_line(error):
+  return (" ".join(str(error).split()) or type(error).__name__)
+
+
 def is_complete(path):
   """True when the shard and its sidecar exist and the shard has the recorded size."""
   try:
-    with open(_sidecar(path)) as f:
-      side = json.load(f)
-    return os.path.getsize(path) == side["num_bytes"]
-  except (OSError, ValueError, KeyError):
+    return os.path.getsize(path) == read_sidecar(path)["num_bytes"]
+  except (OSError, ShardError):
     return False
 
 
@@ -180,7 +236,10 @@ def load_manifest(directory, dataset, verify="size", allow_partial=False):
   allow_partial).
   """
   if verify not in ("none", "size", "full"):
-    raise ValueError(f"verify must be 'none', 'size' or 'full', got {verify!r}")
+    raise UserError(f"verify must be 'none', 'size' or 'full', got {verify!r}")
+  if not os.path.isdir(directory):
+    raise ShardError(f"shard directory {directory} does not exist (or is not a directory); run "
+                     "`python -m experiments.distill.generate` first or fix the path")
   pattern = os.path.join(directory, f"{dataset}-*-of-*.json")
   sidecars = sorted(tf.io.gfile.glob(pattern))
   if not sidecars:
@@ -189,12 +248,7 @@ def load_manifest(directory, dataset, verify="size", allow_partial=False):
   paths, sides = [], []
   for sidecar in sidecars:
     path = sidecar[:-len(".json")] + ".tfrecord"
-    try:
-      with open(sidecar) as f:
-        side = json.load(f)
-    except (OSError, ValueError) as e:
-      raise ShardError(f"unreadable sidecar {sidecar}: {e}; delete it and its shard and rerun "
-                       "generate to rebuild the shard") from None
+    side = read_sidecar(path)
     if not os.path.exists(path):
       raise ShardError(f"shard {path} is missing but its sidecar exists; delete {sidecar} and "
                        "rerun generate to rebuild it")
@@ -226,4 +280,9 @@ def load_manifest(directory, dataset, verify="size", allow_partial=False):
 
 
 def label_format(sidecar):
-  return LabelFormat(**sidecar["label_format"])
+  fields = sidecar.get("label_format")
+  known = {f.name for f in dataclasses.fields(LabelFormat)}
+  if not isinstance(fields, dict) or not set(fields) <= known or "classes" not in fields:
+    raise ShardError(f"shard {sidecar.get('file', '?')} has a malformed label_format {fields!r}; "
+                     "regenerate it")
+  return LabelFormat(**fields)

@@ -1,59 +1,305 @@
-"""Runs a teacher (any tf_keras model, Keras file or SavedModel) under tf.distribute."""
+"""Teachers for offline distillation: architectures from this package, only weights from files.
+
+Loading a teacher never runs code stored in a file (docs/CONTRACT.md, "No code runs on load").
+The architecture always comes from Python - this package's registry, named by a build record or
+by you, or a gin-bound model_fn - and only weights are read from disk. A teacher
+(`generate.teacher`, `Selection.model`) is one of:
+
+  MODEL_DIR          a run directory of `python -m experiments.train`: its build.json names the
+                     model and final.weights.h5 holds the weights (the EMA weights when the run
+                     had EMA);
+  FILE.h5            a weights file that carries a build record (the trainer's final.weights.h5,
+                     `python -m mobilenetv4.convert` output);
+  @registered_teacher()   a registered model name + a weights file without a record (.h5, a TF
+                     checkpoint prefix or a timm .safetensors);
+  @trained_model()   any gin model_fn (e.g. `resized_model`) + the weights the trainer saved;
+  a tf_keras model   (Python API) used as it is.
+
+A full model file - `.keras`, an `.h5` holding a `model_config`, a SavedModel directory - needs
+deserialising code (a Keras `Lambda` layer stores Python bytecode) and is refused with a one-line
+UserError (exit 2), unless you pass the documented opt-in for a file you trust:
+`load_teacher.trust_model_file = True`. Even then a `.keras` file loads with tf_keras'
+`safe_mode=True` (no Lambda bytecode) and a SavedModel through its serving signature; an `.h5`
+model file is the one format whose loader has no safe mode, so trusting it means trusting its
+code. Pickles are never loaded.
+"""
+import dataclasses
+import math
 import os
+from typing import Callable, Optional
 
 import gin
 import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
+from mobilenetv4 import build_record
+from mobilenetv4 import model_names
+from mobilenetv4.cli import UserError
+
 TEACHER_OUTPUTS = ("logits", "probabilities")
+WEIGHTS_FILE = "final.weights.h5"  # what the trainer writes into MODEL_DIR
+# Formats that can carry code when deserialised; this package has no loader for them.
+PICKLE_SUFFIXES = (".pkl", ".pickle", ".joblib", ".pt", ".pth", ".ckpt", ".bin", ".npy", ".npz")
+_OPT_IN = "load_teacher.trust_model_file = True"
+_HOW = ("give a training run directory, a weights .h5 with a build record, or "
+        "@registered_teacher() / @trained_model() (docs/distillation.md)")
 
 
-def load_teacher(teacher):
-  """Returns a callable model from a tf_keras.Model, a .keras/.h5 file or a SavedModel dir."""
-  if callable(teacher):
+@dataclasses.dataclass
+class Teacher:
+  """A loaded teacher: the callable model, the normalisation its build record names (None when
+  unknown), and one line saying where it came from."""
+  model: Callable
+  preprocessing: Optional[str]
+  source: str
+
+
+@gin.configurable(module="distill", allowlist=["trust_model_file"])
+def load_teacher(teacher, image_size=None, trust_model_file=False, details=False):
+  """The teacher as a callable model (or, with details=True, a `Teacher`).
+
+  Args:
+    teacher: a run directory, a weights .h5 with a build record, a tf_keras model (or any
+      callable), or - only with trust_model_file - a full model file (see the module docstring).
+    image_size: (H, W) of the images the teacher will see; a teacher built from a record at
+      another resolution gets a bilinear resize in front (as `resized_model`).
+    trust_model_file: the opt-in for full model files you trust (gin:
+      `load_teacher.trust_model_file = True`). Off by default: such files are refused.
+    details: return a `Teacher` instead of the bare model.
+  """
+  result = _open(teacher, image_size, bool(trust_model_file))
+  return result if details else result.model
+
+
+def _open(teacher, image_size, trust):
+  if isinstance(teacher, Teacher):
     return teacher
+  if callable(teacher):
+    return Teacher(teacher, None, f"the model {getattr(teacher, 'name', teacher)!r}")
+  if not isinstance(teacher, (str, os.PathLike)):
+    raise UserError(f"teacher {teacher!r} is neither a path nor a model; {_HOW}")
   path = os.fspath(teacher)
-  if not tf.io.gfile.exists(path):
-    raise FileNotFoundError(f"teacher {path!r} does not exist; pass a tf_keras model file "
-                            "(.keras/.h5) or a SavedModel directory")
+  if not os.path.exists(path):
+    if os.path.exists(path + ".index"):
+      raise UserError(f"teacher {path} is a TF checkpoint, which does not say which model it "
+                      f"fits; use @registered_teacher() with its model name")
+    raise UserError(f"teacher {path} does not exist; {_HOW}")
+  if os.path.isdir(path):
+    return _open_dir(path, image_size, trust)
+  lower = path.lower()
+  if lower.endswith(PICKLE_SUFFIXES):
+    raise UserError(f"teacher {path} is a pickle-based file, which can run code when loaded; "
+                    f"this package never loads one: {_HOW}")
+  if lower.endswith(".keras"):
+    if not trust:
+      raise UserError(f"teacher {path} is a full .keras model file, which may hold code "
+                      f"(Lambda layers); refused. {_HOW}, or set {_OPT_IN} for a file you trust")
+    return _load_keras_file(path, image_size)
+  if lower.endswith((".h5", ".hdf5")):
+    return _open_h5(path, image_size, trust)
+  if lower.endswith(".safetensors"):
+    raise UserError(f"teacher {path} holds timm weights; name the model with "
+                    "@registered_teacher() (registered_teacher.name, registered_teacher.weights)")
+  raise UserError(f"teacher {path} is not a format a teacher is read from; {_HOW}")
+
+
+def _open_dir(path, image_size, trust):
+  record_file = os.path.join(path, build_record.RUN_FILE)
+  if os.path.isfile(record_file):
+    record = build_record.read_run(path)
+    weights = os.path.join(path, WEIGHTS_FILE)
+    if not os.path.isfile(weights):
+      raise UserError(f"teacher run directory {path} has no {WEIGHTS_FILE} (the training did "
+                      "not finish); finish or rerun the training first")
+    return _from_record(record, weights, record_file, image_size)
+  if tf.saved_model.contains_saved_model(path):
+    if not trust:
+      raise UserError(f"teacher {path} is a SavedModel, whose graph is code this package did "
+                      f"not write; refused. {_HOW}, or set {_OPT_IN} for a model you trust")
+    return _load_saved_model(path)
+  raise UserError(f"teacher directory {path} holds no {build_record.RUN_FILE} (not a training "
+                  f"run directory); {_HOW}")
+
+
+def _h5_holds_model(path):
+  import h5py  # pylint: disable=g-import-not-at-top
   try:
-    import mobilenetv4  # registered layers, when the library is installed
-    custom = mobilenetv4.custom_objects()
-  except (ImportError, AttributeError):
-    custom = {}
+    with h5py.File(path, "r") as f:
+      return "model_config" in f.attrs
+  except OSError:
+    raise UserError(f"teacher {path} is not a readable HDF5 file (corrupt or another "
+                    "format); re-create it") from None
+
+
+def _open_h5(path, image_size, trust):
+  if _h5_holds_model(path):
+    if not trust:
+      raise UserError(f"teacher {path} is a full Keras model file (it holds a model_config, "
+                      "whose Lambda layers would run stored code when loaded); refused. "
+                      f"{_HOW}, or set {_OPT_IN} for a file you trust")
+    try:
+      import mobilenetv4  # pylint: disable=g-import-not-at-top
+      model = keras.models.load_model(path, custom_objects=mobilenetv4.custom_objects(),
+                                      compile=False)
+    except (ValueError, OSError, TypeError) as e:
+      raise UserError(f"cannot load the trusted model file {path}: {_first_line(e)}") from None
+    return Teacher(model, None, f"the trusted model file {path}")
+  record = build_record.read_h5(path)
+  if record is None:
+    raise UserError(f"teacher {path} holds weights without a build record, so the model it "
+                    "fits is unknown; use @registered_teacher() with registered_teacher.name "
+                    "(e.g. 'conv_small') and registered_teacher.weights")
+  return _from_record(record, path, path, image_size)
+
+
+def _load_keras_file(path, image_size):
+  del image_size
   try:
-    return keras.models.load_model(path, custom_objects=custom, compile=False)
-  except (ValueError, OSError, TypeError):
-    if not tf.saved_model.contains_saved_model(path):
-      raise ValueError(f"cannot load teacher {path!r}: it is neither a tf_keras model file nor "
-                       "a SavedModel") from None
+    import mobilenetv4  # pylint: disable=g-import-not-at-top
+    model = keras.models.load_model(path, custom_objects=mobilenetv4.custom_objects(),
+                                    compile=False, safe_mode=True)
+  except (ValueError, OSError, TypeError) as e:
+    raise UserError(f"cannot load the trusted model file {path} in safe mode (a Lambda layer "
+                    f"is refused even when trusted): {_first_line(e)}") from None
+  return Teacher(model, None, f"the trusted model file {path}")
+
+
+def _load_saved_model(path):
   loaded = tf.saved_model.load(path)
   if "serving_default" not in getattr(loaded, "signatures", {}):
-    raise ValueError(f"SavedModel {path!r} has no 'serving_default' signature to call")
+    raise UserError(f"SavedModel {path} has no 'serving_default' signature to call")
   signature = loaded.signatures["serving_default"]
 
   def call(images, training=False):
     del training
     outputs = signature(images)
     if len(outputs) != 1:
-      raise ValueError(f"SavedModel {path!r} returns {sorted(outputs)}; expected one output")
+      raise UserError(f"SavedModel {path} returns {sorted(outputs)}; expected one output")
     return next(iter(outputs.values()))
 
   call._keep_alive = loaded  # the signature needs the loaded object alive
-  return call
+  return Teacher(call, None, f"the trusted SavedModel {path}")
+
+
+def _first_line(error):
+  return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
+def _build_kwargs(build):
+  from mobilenetv4 import builder  # pylint: disable=g-import-not-at-top
+  allowed = set(builder.build_model.__kwdefaults__) - {"name", "kernel_regularizer"}
+  kwargs = {k: v for k, v in (build or {}).items() if k in allowed}
+  if "input_shape" in kwargs and kwargs["input_shape"] is not None:
+    kwargs["input_shape"] = tuple(kwargs["input_shape"])
+  return kwargs
+
+
+def _from_record(record, weights, where, image_size):
+  """create_model(record's model, record's build) + the weights; resized to image_size."""
+  import mobilenetv4  # pylint: disable=g-import-not-at-top
+  name = record.get("model")
+  if not name:
+    raise UserError(f"{where} describes a searched architecture, not a registered model; a "
+                    "teacher must be a registered model: use @trained_model() with its model_fn")
+  kwargs = _build_kwargs(record.get("build"))
+  if record.get("input_size") and "input_shape" not in kwargs:
+    h, w = record["input_size"][:2]
+    kwargs["input_shape"] = (int(h), int(w), 3)
+  try:
+    model = mobilenetv4.create_model(name, **kwargs)
+  except (ValueError, TypeError) as e:
+    raise UserError(f"{where}: cannot build {name!r} from its build record: "
+                    f"{_first_line(e)}") from None
+  _load_weights(model, weights)
+  model = _at_size(model, image_size)
+  which = record.get("weights") or "raw"
+  return Teacher(model, record.get("preprocessing"),
+                 f"{weights} ({build_record.describe(record)}; {which} weights)")
+
+
+def _load_weights(model, path):
+  try:
+    model.load_weights(path)  # reads tensors by layer name; never deserialises a config
+  except (ValueError, OSError, KeyError) as e:
+    raise UserError(f"cannot load the weights {path} into {model.name}: {_first_line(e)}; "
+                    "the file was built for another model or is damaged") from None
+
+
+def _at_size(model, image_size):
+  """`model` behind a bilinear resize when its fixed input size differs from image_size."""
+  if image_size is None:
+    return model
+  want = tuple(int(s) for s in image_size)
+  have = tuple(model.input_shape[1:3])
+  if None in have or have == want:
+    return model
+  inputs = keras.Input(want + (3,))
+  x = keras.layers.Resizing(have[0], have[1], interpolation="bilinear",
+                            name="teacher_resize")(inputs)
+  return keras.Model(inputs, model(x), name=f"{model.name}_at{have[0]}")
+
+
+@gin.configurable(module="distill")
+def registered_teacher(name=gin.REQUIRED, weights=gin.REQUIRED, classes=None, input_size=None,
+                       width_multiplier=None, attention_type=None, padding=None,
+                       pretrained_tag=None):
+  """A registered MobileNetV4 (`name`, optionally NAME@H[xW]) with `weights` loaded.
+
+  weights: a tf_keras weights file (.h5 / .weights.h5, with or without a build record), a TF
+  checkpoint prefix, or a timm .safetensors. Only tensors are read from it. Arguments left None
+  come from the file's build record when it has one (classes, width, ...); a record for another
+  model, or other classes or width, is an error naming both.
+  """
+  import mobilenetv4  # pylint: disable=g-import-not-at-top
+  ref = model_names.parse(str(name))
+  if ref.source != "mobilenetv4":
+    raise UserError(f"registered_teacher.name {name!r} is not a MobileNetV4 name; use e.g. "
+                    "conv_small or conv_large@256")
+  weights = os.fspath(weights)
+  if not (os.path.exists(weights) or os.path.exists(weights + ".index")):
+    raise UserError(f"registered_teacher.weights {weights} does not exist")
+  if weights.lower().endswith(PICKLE_SUFFIXES):
+    raise UserError(f"registered_teacher.weights {weights} is pickle-based and is never loaded; "
+                    "convert it to .safetensors or a tf_keras .h5 first")
+  record = build_record.read_h5(weights)
+  build = {"classes": classes, "width_multiplier": width_multiplier,
+           "attention_type": attention_type, "padding": padding}
+  build_record.check_compatible(record, ref.name, build, weights)
+  kwargs = {k: v for k, v in build.items() if v is not None}
+  if record:
+    kwargs = {**_build_kwargs(record.get("build")), **kwargs}
+  size = input_size or ref.size or (record or {}).get("input_size")
+  if size:
+    h, w = (size, size) if isinstance(size, int) else tuple(size)[:2]
+    if int(h) < 1 or int(w) < 1:
+      raise UserError(f"registered_teacher.input_size must be positive, got {size}")
+    kwargs["input_shape"] = (int(h), int(w), 3)
+  try:
+    if weights.lower().endswith(".safetensors"):
+      return mobilenetv4.create_model(ref.name, weights=weights, pretrained_tag=pretrained_tag,
+                                      **kwargs)
+    model = mobilenetv4.create_model(ref.name, **kwargs)
+  except (ValueError, TypeError) as e:
+    raise UserError(f"cannot build teacher {name!r} with {weights}: {_first_line(e)}") from None
+  _load_weights(model, weights)
+  return model
 
 
 @gin.configurable(module="distill")
 def trained_model(weights=gin.REQUIRED, model_fn=gin.REQUIRED, num_classes=gin.REQUIRED,
                   image_size=gin.REQUIRED):
-  """A model built by `model_fn(num_classes, image_size)` (e.g. the trainer's mobilenetv4_model)
-  with the weights the trainer saved (model_dir/final.weights.h5)."""
-  if not tf.io.gfile.exists(weights):
-    raise FileNotFoundError(f"teacher weights {weights!r} do not exist; train the teacher first "
-                            "(python -m experiments.train ...) or fix the path")
+  """A model built by `model_fn(num_classes, image_size)` (e.g. the trainer's mobilenetv4_model
+  or `resized_model`) with the weights the trainer saved (model_dir/final.weights.h5). Only the
+  weights are read from the file."""
+  weights = os.fspath(weights)
+  if not (os.path.exists(weights) or os.path.exists(weights + ".index")):
+    raise UserError(f"teacher weights {weights} do not exist; train the teacher first "
+                    "(python -m experiments.train ...) or fix the path")
+  if weights.lower().endswith(PICKLE_SUFFIXES):
+    raise UserError(f"teacher weights {weights} are pickle-based and are never loaded")
   model = model_fn(num_classes=num_classes, image_size=image_size)
-  model.load_weights(weights)
+  _load_weights(model, weights)
   return model
 
 
@@ -67,8 +313,8 @@ def resized_model(num_classes, image_size, model_fn=gin.REQUIRED, input_size=gin
   student's size. The Resizing layer has no weights, so saved weights load into the same wrap.
   """
   if int(input_size) < 1 or int(image_size) < 1:
-    raise ValueError(f"image_size and input_size must be positive, got {image_size}, "
-                     f"{input_size}")
+    raise UserError(f"image_size and input_size must be positive, got {image_size}, "
+                    f"{input_size}")
   inner = model_fn(num_classes=num_classes, image_size=int(input_size))
   inputs = keras.Input((int(image_size), int(image_size), 3))
   x = keras.layers.Resizing(int(input_size), int(input_size), interpolation="bilinear",
@@ -87,11 +333,14 @@ class TeacherRunner:
   def __init__(self, model, batch_size, preprocess, output="logits", temperature=1.0,
                strategy=None):
     if output not in TEACHER_OUTPUTS:
-      raise ValueError(f"teacher output {output!r} unknown; choose one of {TEACHER_OUTPUTS}")
+      raise UserError(f"teacher output {output!r} unknown; choose one of {TEACHER_OUTPUTS}")
+    if not (isinstance(temperature, (int, float)) and math.isfinite(temperature)
+            and temperature > 0):
+      raise UserError(f"temperature must be a finite number above 0, got {temperature}")
     self.strategy = strategy or tf.distribute.get_strategy()
     replicas = self.strategy.num_replicas_in_sync
     if batch_size % replicas:
-      raise ValueError(f"batch_size {batch_size} must be a multiple of the {replicas} replicas")
+      raise UserError(f"batch_size {batch_size} must be a multiple of the {replicas} replicas")
     self.batch_size = batch_size
     self.per_replica = batch_size // replicas
     self.model = model
@@ -122,5 +371,5 @@ class TeacherRunner:
         lambda ctx: tf.constant(chunks[ctx.replica_id_in_sync_group]))
     probs = self._run(dist).numpy()[:n]
     if not np.all(np.isfinite(probs)):
-      raise ValueError("teacher produced non-finite outputs; check its weights and preprocess")
+      raise UserError("teacher produced non-finite outputs; check its weights and preprocess")
     return probs

@@ -7,6 +7,7 @@ import tensorflow as tf
 
 from experiments.distill import augment
 from experiments.distill import mixing
+from mobilenetv4.cli import UserError
 
 
 def test_observed_mixing_ratios_within_5_percent(generated):
@@ -49,9 +50,30 @@ def test_student_batches_are_flipped_stored_images_with_soft_labels(generated, t
   np.testing.assert_array_equal(again[0][1], batches[2][1])
 
 
-def test_bad_ratios_are_rejected(generated):
+@pytest.mark.parametrize("ratios, message", [
+    ((1, 2), "one ratio per dataset"),
+    ((-1,), "finite numbers above 0"),
+    ((0,), "finite numbers above 0"),
+    ((float("nan"),), "finite numbers above 0"),
+    ((float("inf"),), "finite numbers above 0"),
+])
+def test_bad_ratios_are_rejected(generated, ratios, message):
   parts = [mixing.soft_label_dataset(generated, "d1")]
-  with pytest.raises(ValueError, match="one ratio per dataset"):
-    mixing.mix_datasets(parts, (1, 2))
-  with pytest.raises(ValueError, match="non-negative"):
-    mixing.mix_datasets(parts, (-1,))
+  with pytest.raises(UserError, match=message):
+    mixing.mix_datasets(parts, ratios)
+
+
+def test_distillation_data_refuses_bad_values_in_one_line(generated):
+  for kwargs, message in [
+      (dict(ratios=(1, 0)), "finite numbers above 0"),
+      (dict(datasets=("d1", "d1"), ratios=(1, 1)), "distinct names"),
+      (dict(examples_per_epoch=0), "examples_per_epoch"),
+      (dict(shuffle_buffer=-1), "shuffle_buffer"),
+      (dict(verify="sometimes"), "verify must be"),
+  ]:
+    kwargs = {"datasets": ("d1", "d2"), "ratios": (1, 1), **kwargs}
+    with pytest.raises(UserError, match=message) as info:
+      mixing.DistillationData(generated, **kwargs)
+    assert message in str(info.value).splitlines()[0]  # the line a CLI prints
+  with pytest.raises(UserError, match="does not exist"):
+    mixing.DistillationData(generated + "/missing", datasets=("d1",), ratios=(1,))

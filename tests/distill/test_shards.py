@@ -4,7 +4,6 @@ import os
 import numpy as np
 import pytest
 import tensorflow as tf
-import tf_keras as keras
 
 from experiments.distill import augment
 from experiments.distill import generate as gen
@@ -22,8 +21,8 @@ def _read(directory, name):
 
 
 @pytest.mark.parametrize("name", ["d1", "d2"])
-def test_stored_probabilities_equal_teacher_on_stored_jpeg(generated, teacher_file, name):
-  teacher = keras.models.load_model(teacher_file)
+def test_stored_probabilities_equal_teacher_on_stored_jpeg(generated, teacher_model, name):
+  teacher = teacher_model
   examples, sides = _read(generated, name)
   assert len(examples) == 24 * 2 == sum(s["num_examples"] for s in sides)
   images = augment.normalize(np.stack([e["image"] for e in examples]))
@@ -43,12 +42,12 @@ def test_augmentations_differ_between_replicas(generated):
   assert sum(not np.array_equal(by_id[s], by_id[24 + s]) for s in range(24)) >= 20
 
 
-def test_top_k_storage_keeps_top_classes_and_remainder(tmp_path, tiny, teacher_file):
-  gen.generate(datasets=tiny.specs(replicas=1)[1:], teacher=teacher_file,  # d2: Mixup
+def test_top_k_storage_keeps_top_classes_and_remainder(tmp_path, tiny, teacher_model):
+  gen.generate(datasets=tiny.specs(replicas=1)[1:], teacher=teacher_model,  # d2: Mixup
                output_dir=str(tmp_path), classes=tiny.classes, image_size=tiny.size, num_shards=1,
                batch_size=8, top_k=3, prob_dtype="float32")
   examples, sides = _read(str(tmp_path), "d2")
-  teacher = keras.models.load_model(teacher_file)
+  teacher = teacher_model
   images = augment.normalize(np.stack([e["image"] for e in examples]))
   expected = tf.nn.softmax(teacher(images)).numpy()
   for label, probs in zip((e["label"] for e in examples), expected):
