@@ -9,19 +9,24 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from mobilenetv4.layers.common import register
+from mobilenetv4.layers.common import ConfigurableMixin, register
 
 ANTI_ALIAS = (None, "avg", "blur")
 
 
 @register
-class BlurPool2D(keras.layers.Layer):
-  """Fixed 3x3 binomial blur, then subsampling by `strides` (no trainable weights)."""
+class BlurPool2D(ConfigurableMixin, keras.layers.Layer):
+  """Fixed 3x3 binomial blur, then subsampling by `strides` (no trainable weights).
+
+  Args:
+    strides: subsampling factor.
+    padding: "symmetric" (timm: zero padding 1 on every side) or "same" (TF's convention).
+    **kwargs: keras.layers.Layer arguments (name, dtype, ...).
+  """
 
   def __init__(self, strides=2, padding="symmetric", **kwargs):
     super().__init__(**kwargs)
-    self.strides = strides
-    self.padding = padding
+    self.record_config(strides=strides, padding=padding)
 
   def call(self, x):
     taps = np.array([1.0, 2.0, 1.0]) / 4.0
@@ -34,14 +39,19 @@ class BlurPool2D(keras.layers.Layer):
       pad = "SAME"
     return tf.nn.depthwise_conv2d(x, kernel, [1, self.strides, self.strides, 1], pad)
 
-  def get_config(self):
-    return {**super().get_config(), "strides": self.strides, "padding": self.padding}
-
 
 def anti_alias_pool(kind, strides, padding, name="aa"):
-  """The downsampling layer for `kind` ("avg" | "blur")."""
+  """The downsampling layer for an anti-aliased strided conv.
+
+  Args:
+    kind: "avg" (2x2 average pool) or "blur" (BlurPool2D).
+    strides: the downsampling factor.
+    padding: the block's padding convention ("same" | "symmetric"; blur only).
+    name: the layer name.
+  """
   if kind == "avg":
-    return keras.layers.AveragePooling2D(strides, strides, padding="valid", name=name)
+    return keras.layers.AveragePooling2D(pool_size=strides, strides=strides, padding="valid",
+                                         name=name)
   if kind == "blur":
-    return BlurPool2D(strides, padding, name=name)
+    return BlurPool2D(strides=strides, padding=padding, name=name)
   raise ValueError(f"anti_alias={kind!r}; choose one of {ANTI_ALIAS}")

@@ -21,20 +21,34 @@ import tensorflow as tf
 import tf_keras as keras
 
 from mobilenetv4.layers.common import (
-    LayerScale, StochasticDepth, batch_norm, register, residual)
+    ConfigurableMixin, batch_norm, register, residual, residual_tail)
 from mobilenetv4.layers.conv_bn import ConvBN
 
 ATTENTION_TYPES = ("mobile_mqa", "mqa", "mhsa")
 
 
 def _pointwise(filters, name, regularizer):
-  return keras.layers.Conv2D(filters, 1, use_bias=False, kernel_regularizer=regularizer,
-                             name=name)
+  return keras.layers.Conv2D(filters=filters, kernel_size=1, use_bias=False,
+                             kernel_regularizer=regularizer, name=name)
 
 
 @register
-class MultiQueryAttention2D(keras.layers.Layer):
-  """Attention over the pixels of a feature map; "mobile_mqa", "mqa" (Fig. 10) or "mhsa"."""
+class MultiQueryAttention2D(ConfigurableMixin, keras.layers.Layer):
+  """Attention over the pixels of a feature map; "mobile_mqa", "mqa" (Fig. 10) or "mhsa".
+
+  Args:
+    num_heads: query heads.
+    key_dim: channels per query / key head.
+    value_dim: channels per value head.
+    kv_strides: 1, or 2 to downsample keys and values by a strided depthwise conv + BN.
+    kv_dw_kernel_size: kernel of that depthwise conv.
+    attention_type: one of ATTENTION_TYPES.
+    padding: "same" or "symmetric" (see ConvBN) for the K/V downsampling.
+    bn_momentum: BatchNorm momentum.
+    bn_epsilon: BatchNorm epsilon.
+    kernel_regularizer: regularizer of every projection kernel.
+    **kwargs: keras.layers.Layer arguments (name, dtype, ...).
+  """
 
   def __init__(self, num_heads, key_dim, value_dim, kv_strides=1, kv_dw_kernel_size=3,
                attention_type="mobile_mqa", padding="same", bn_momentum=0.99, bn_epsilon=1e-5,
@@ -44,16 +58,10 @@ class MultiQueryAttention2D(keras.layers.Layer):
       raise ValueError(f"unknown attention_type {attention_type!r}; choose one of {ATTENTION_TYPES}")
     if kv_strides not in (1, 2):
       raise ValueError(f"{self.name}: kv_strides must be 1 or 2, got {kv_strides}")
-    self.num_heads = num_heads
-    self.key_dim = key_dim
-    self.value_dim = value_dim
-    self.kv_strides = kv_strides
-    self.kv_dw_kernel_size = kv_dw_kernel_size
-    self.attention_type = attention_type
-    self.padding = padding
-    self.bn_momentum = bn_momentum
-    self.bn_epsilon = bn_epsilon
-    self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
+    self.record_config(
+        num_heads=num_heads, key_dim=key_dim, value_dim=value_dim, kv_strides=kv_strides,
+        kv_dw_kernel_size=kv_dw_kernel_size, attention_type=attention_type, padding=padding,
+        bn_momentum=bn_momentum, bn_epsilon=bn_epsilon, kernel_regularizer=kernel_regularizer)
     kv_heads = num_heads if attention_type == "mhsa" else 1
 
     def down(name):
@@ -133,47 +141,43 @@ class MultiQueryAttention2D(keras.layers.Layer):
     m = kv_h * kv_w
     return n * m * self.num_heads * (self.key_dim + self.value_dim)
 
-  def get_config(self):
-    config = super().get_config()
-    config.update(
-        num_heads=self.num_heads, key_dim=self.key_dim, value_dim=self.value_dim,
-        kv_strides=self.kv_strides, kv_dw_kernel_size=self.kv_dw_kernel_size,
-        attention_type=self.attention_type, padding=self.padding, bn_momentum=self.bn_momentum,
-        bn_epsilon=self.bn_epsilon,
-        kernel_regularizer=keras.regularizers.serialize(self.kernel_regularizer)
-        if self.kernel_regularizer else None)
-    return config
-
 
 @register
-class MobileAttentionBlock(keras.layers.Layer):
-  """Pre-norm BN -> attention -> layer scale -> drop path -> residual (no FFN: UIBs surround it)."""
+class MobileAttentionBlock(ConfigurableMixin, keras.layers.Layer):
+  """Pre-norm BN -> attention -> layer scale -> drop path -> residual (no FFN: UIBs surround it).
+
+  Args:
+    num_heads: query heads.
+    key_dim: channels per query / key head.
+    value_dim: channels per value head; None for key_dim.
+    kv_strides: 1, or 2 to downsample keys and values (paper: 2 in stage 3 of the hybrids).
+    kv_dw_kernel_size: kernel of the K/V downsampling depthwise conv.
+    attention_type: one of ATTENTION_TYPES.
+    padding: "same" or "symmetric" (see ConvBN).
+    bn_momentum: BatchNorm momentum.
+    bn_epsilon: BatchNorm epsilon.
+    layer_scale_init_value: initial layer scale of the branch, or None for none (hybrids: 1e-5).
+    stochastic_depth_rate: drop-path rate of the residual branch, in [0, 1).
+    kernel_regularizer: regularizer of every projection kernel.
+    **kwargs: keras.layers.Layer arguments (name, dtype, ...).
+  """
 
   def __init__(self, num_heads, key_dim, value_dim=None, kv_strides=1, kv_dw_kernel_size=3,
                attention_type="mobile_mqa", padding="same", bn_momentum=0.99, bn_epsilon=1e-5,
                layer_scale_init_value=None, stochastic_depth_rate=0.0, kernel_regularizer=None,
                **kwargs):
     super().__init__(**kwargs)
-    self.num_heads = num_heads
-    self.key_dim = key_dim
-    self.value_dim = value_dim or key_dim
-    self.kv_strides = kv_strides
-    self.kv_dw_kernel_size = kv_dw_kernel_size
-    self.attention_type = attention_type
-    self.padding = padding
-    self.bn_momentum = bn_momentum
-    self.bn_epsilon = bn_epsilon
-    self.layer_scale_init_value = layer_scale_init_value
-    self.stochastic_depth_rate = stochastic_depth_rate
-    self.kernel_regularizer = kernel_regularizer
-    self.norm = batch_norm(bn_momentum, bn_epsilon, name="norm")
-    self.attn = MultiQueryAttention2D(
-        num_heads, key_dim, self.value_dim, kv_strides, kv_dw_kernel_size, attention_type,
-        padding, bn_momentum, bn_epsilon, kernel_regularizer, name="attn")
-    self.layer_scale = (LayerScale(layer_scale_init_value, name="layer_scale")
-                        if layer_scale_init_value is not None else None)
-    self.drop_path = (StochasticDepth(stochastic_depth_rate, name="drop_path")
-                      if stochastic_depth_rate > 0 else None)
+    attention = dict(
+        num_heads=num_heads, key_dim=key_dim, value_dim=value_dim or key_dim,
+        kv_strides=kv_strides, kv_dw_kernel_size=kv_dw_kernel_size,
+        attention_type=attention_type, padding=padding, bn_momentum=bn_momentum,
+        bn_epsilon=bn_epsilon, kernel_regularizer=kernel_regularizer)
+    self.record_config(layer_scale_init_value=layer_scale_init_value,
+                       stochastic_depth_rate=stochastic_depth_rate, **attention)
+    self.norm = batch_norm(momentum=bn_momentum, epsilon=bn_epsilon, name="norm")
+    self.attn = MultiQueryAttention2D(name="attn", **attention)
+    self.layer_scale, self.drop_path = residual_tail(layer_scale_init_value,
+                                                     stochastic_depth_rate)
 
   @property
   def kind(self):
@@ -182,15 +186,3 @@ class MobileAttentionBlock(keras.layers.Layer):
   def call(self, x, training=None):
     branch = self.attn(self.norm(x, training=training), training=training)
     return residual(self, x, branch, training)
-
-  def get_config(self):
-    config = super().get_config()
-    config.update(
-        num_heads=self.num_heads, key_dim=self.key_dim, value_dim=self.value_dim,
-        kv_strides=self.kv_strides, kv_dw_kernel_size=self.kv_dw_kernel_size,
-        attention_type=self.attention_type, padding=self.padding, bn_momentum=self.bn_momentum,
-        bn_epsilon=self.bn_epsilon, layer_scale_init_value=self.layer_scale_init_value,
-        stochastic_depth_rate=self.stochastic_depth_rate,
-        kernel_regularizer=keras.regularizers.serialize(
-            keras.regularizers.get(self.kernel_regularizer)) if self.kernel_regularizer else None)
-    return config

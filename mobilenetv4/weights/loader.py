@@ -119,21 +119,26 @@ def load_timm_state_dict(model: keras.Model, state_dict: Mapping[str, np.ndarray
                         f"{target.torch_shape} ({target.layer})")
   mismatched.sort()
   if missing or unexpected or mismatched:
-    parts = [f"{source} does not fit model {model.name!r}:"]
+    only_classifier = (not missing and not unexpected
+                       and all(m.startswith("classifier.") for m in mismatched))
+    if only_classifier:
+      hint = ("Only the classifier differs: to fine-tune with another class count, pass "
+              "new_classifier=True (create_model does so when `classes` differs from the "
+              "checkpoint's).")
+    else:
+      hint = f"Is this a checkpoint of another model or width? {describe_checkpoint(state_dict)}."
+    first = (mismatched or [f"{k}: missing from the checkpoint" for k in missing]
+             or [f"{k}: unexpected in the checkpoint" for k in unexpected])[0]
+    # The first line stands alone (a CLI shows only it); the lists follow.
+    parts = [f"{source} does not fit model {model.name!r}: {len(missing)} missing, "
+             f"{len(unexpected)} unexpected, {len(mismatched)} mis-shaped tensors (first: "
+             f"{first}). {hint}"]
     if missing:
       parts.append(_names("missing from the checkpoint", missing))
     if unexpected:
       parts.append(_names("unexpected in the checkpoint", unexpected))
     if mismatched:
       parts.append(_names("shape mismatches", mismatched))
-    only_classifier = (not missing and not unexpected
-                       and all(m.startswith("classifier.") for m in mismatched))
-    if only_classifier:
-      parts.append("Only the classifier differs: to fine-tune with another class count, pass "
-                   "new_classifier=True (create_model does so when `classes` differs from the "
-                   "checkpoint's).")
-    else:
-      parts.append(f"Is this a checkpoint of another model or width? {describe_checkpoint(state_dict)}.")
     raise WeightMismatchError("\n".join(parts), missing, unexpected, mismatched)
 
   keras.backend.batch_set_value([

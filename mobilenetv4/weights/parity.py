@@ -2,13 +2,14 @@
 
     python -m mobilenetv4.weights.parity tests/weights/fixtures     # the committed small cases
     python -m mobilenetv4.weights.parity /tmp/mnv4_full              # after make_timm_fixtures --full
+    python -m mobilenetv4.weights.parity tests/weights/fixtures --cases conv_small_w0125,conv_large_w00625
 
 A case (written by scripts/make_timm_fixtures.py) holds a timm checkpoint, inputs and timm's
-logits for them; this builds our model for it, loads the checkpoint and compares.
+logits for them; this builds our model for it, loads the checkpoint and compares. Exit code 0 when
+every case is within --tolerance, 1 when one is not, 2 for a user error (one `error:` line).
 """
 from __future__ import annotations
 
-import argparse
 import glob
 import json
 import os
@@ -18,27 +19,46 @@ from typing import Dict, List
 
 import numpy as np
 
+from mobilenetv4 import cli
+
+DEFAULT_TOLERANCE = 1e-4  # max |logits_keras - logits_timm| in float32
+
 
 def list_cases(directory: str) -> List[str]:
   return sorted(os.path.splitext(os.path.basename(p))[0]
                 for p in glob.glob(os.path.join(directory, "*.json")))
 
 
+def _meta(directory: str, case: str) -> dict:
+  path = os.path.join(directory, case + ".json")
+  try:
+    with open(path, encoding="utf-8") as f:
+      meta = json.load(f)
+  except FileNotFoundError:
+    raise cli.UserError(f"no fixture case {case!r} in {directory} ({path} does not exist); "
+                        f"cases there: {', '.join(list_cases(directory)) or 'none'}") from None
+  except (OSError, ValueError) as e:
+    raise cli.UserError(f"{path} is not a readable fixture case: {e}") from None
+  missing = {"model", "width_multiplier", "classes", "sizes"} - set(meta)
+  if missing:
+    raise cli.UserError(f"{path} lacks {', '.join(sorted(missing))}; re-create it with "
+                        "scripts/make_timm_fixtures.py")
+  return meta
+
+
 def case_model(directory: str, case: str) -> str:
-  with open(os.path.join(directory, case + ".json")) as f:
-    return json.load(f)["model"]
+  return _meta(directory, case)["model"]
 
 
 def check_case(directory: str, case: str) -> Dict[str, object]:
   """Builds the case's model, loads its checkpoint, returns the max |diff| per input size."""
   import mobilenetv4
   base = os.path.join(directory, case)
-  with open(base + ".json") as f:
-    meta = json.load(f)
+  meta = _meta(directory, case)
   model = mobilenetv4.create_model(
       meta["model"], weights=base + ".safetensors", width_multiplier=meta["width_multiplier"],
       classes=meta["classes"], input_shape=(None, None, 3))
-  arrays = np.load(base + ".npz")
+  arrays = np.load(base + ".npz", allow_pickle=False)  # a fixture never runs code
   diffs, scales, sizes = [], [], []
   for i in range(len(meta["sizes"])):
     x = arrays[f"input_{i}"].astype(np.float32)
@@ -53,13 +73,20 @@ def check_case(directory: str, case: str) -> Dict[str, object]:
 
 
 def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  """Prints a Markdown table of the differences; 1 if any exceeds --tolerance."""
+  parser = cli.ArgumentParser("python -m mobilenetv4.weights.parity",
+                              description=__doc__.split("\n\n")[0])
   parser.add_argument("directory", help="folder of fixture cases (*.json/.npz/.safetensors)")
-  parser.add_argument("--cases", nargs="*", help="only these cases")
+  parser.add_argument("--cases", type=cli.comma_list, default=None,
+                      help="only these cases, comma-separated (default: every case)")
+  parser.add_argument("--tolerance", type=cli.positive_float, default=DEFAULT_TOLERANCE,
+                      help=f"largest accepted max |diff| (default {DEFAULT_TOLERANCE:g})")
   args = parser.parse_args(argv)
+  if not os.path.isdir(args.directory):
+    raise cli.UserError(f"{args.directory} is not a directory of fixture cases")
   cases = args.cases or list_cases(args.directory)
   if not cases:
-    sys.exit(f"no fixture cases (*.json) in {args.directory}")
+    raise cli.UserError(f"no fixture cases (*.json) in {args.directory}")
   print("| case | model | width | classes | input (HxW) | max abs logit | max abs diff |")
   print("|---|---|---|---|---|---|---|")
   worst = 0.0
@@ -72,7 +99,8 @@ def main(argv=None):
       worst = max(worst, diff)
     print(f"[{n}/{len(cases)}] {case} checked in {time.time() - start:.1f}s", file=sys.stderr)
   print(f"\nworst max |logits_keras - logits_timm|: {worst:.2e} (float32, batch of 2 per size)")
+  return 0 if worst <= args.tolerance else 1
 
 
 if __name__ == "__main__":
-  main()
+  cli.run(main)

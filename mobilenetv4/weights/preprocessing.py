@@ -3,6 +3,13 @@
 timm (transforms_imagenet_eval) resizes the shorter side to floor(size / crop_pct) with the tag's
 interpolation, centre-crops size x size, scales pixels to [0, 1] and normalises with mean/std.
 torchvision resizes with PIL; TF's antialiased bicubic resize is the closest match (not bit-exact).
+
+Why this is not `mobilenetv4.preprocessing.eval_crop` (the trainer's): both keep the central
+crop_pct of the shorter side, but the trainer crops first and resizes bilinearly (Model Garden's
+order), while timm resizes first (bicubic, antialiased) and crops. A timm checkpoint's published
+accuracy is measured with timm's transform, so imported weights get it here. The normalisation is
+the shared one: a tag's mean/std are the package's "imagenet" or "inception" constants
+(`mobilenetv4.preprocessing`), applied by `mobilenetv4.preprocessing.normalize`.
 """
 from __future__ import annotations
 
@@ -11,6 +18,7 @@ from typing import Callable
 
 import tensorflow as tf
 
+from mobilenetv4.preprocessing import normalize
 from mobilenetv4.weights.pretrained import PretrainedCfg
 
 _METHODS = {"bicubic": "bicubic", "bilinear": "bilinear", "nearest": "nearest", "area": "area"}
@@ -24,6 +32,7 @@ def make_preprocess(cfg: PretrainedCfg, test: bool = False) -> Callable[[tf.Tens
   if cfg.interpolation not in _METHODS:
     raise ValueError(f"unknown interpolation {cfg.interpolation!r}; use one of {sorted(_METHODS)}.")
   method = _METHODS[cfg.interpolation]
+  name = cfg.normalization
   mean = tf.constant(cfg.mean, tf.float32) * 255.0
   std = tf.constant(cfg.std, tf.float32) * 255.0
 
@@ -44,7 +53,7 @@ def make_preprocess(cfg: PretrainedCfg, test: bool = False) -> Callable[[tf.Tens
     x = x[..., top:top + size, left:left + size, :]
     # PIL resizes uint8 images to uint8: clip the bicubic overshoot and round like it does.
     x = tf.round(tf.clip_by_value(x, 0.0, 255.0))
-    return (x - mean) / std
+    return normalize(x, name) if name else (x - mean) / std
 
   preprocess.__doc__ = (f"Preprocessing of {cfg.name}: resize shorter side to {scale_size} "
                           f"({cfg.interpolation}), centre-crop {size}, normalise mean={cfg.mean} "

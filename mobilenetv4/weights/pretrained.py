@@ -10,10 +10,12 @@ import dataclasses
 import difflib
 from typing import Dict, List, Optional, Tuple
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-INCEPTION_MEAN = (0.5, 0.5, 0.5)
-INCEPTION_STD = (0.5, 0.5, 0.5)
+from mobilenetv4.cli import UserError
+# timm's IMAGENET_DEFAULT_* and IMAGENET_INCEPTION_* are the package's "imagenet" and "inception"
+# normalisations: one definition, in mobilenetv4.preprocessing.
+from mobilenetv4.preprocessing import (
+    IMAGENET_MEAN, IMAGENET_STD, INCEPTION_MEAN, INCEPTION_STD, NORMALIZATIONS)
+
 IN12K_CLASSES = 11821  # ImageNet-12k, timm's filtered fall11 subset
 
 
@@ -40,6 +42,15 @@ class PretrainedCfg:
   def hf_hub_id(self) -> str:
     """The Hugging Face repository holding this checkpoint's model.safetensors."""
     return f"timm/mobilenetv4_{self.name}"
+
+  @property
+  def normalization(self) -> Optional[str]:
+    """The mobilenetv4.preprocessing name of this tag's mean/std ("imagenet" | "inception"), or
+    None if it is neither."""
+    for name, pair in NORMALIZATIONS.items():
+      if pair is not None and pair == (tuple(self.mean), tuple(self.std)):
+        return name
+    return None
 
   def eval_size_and_crop(self, test: bool = False) -> Tuple[int, float]:
     if test and self.test_input_size:
@@ -116,7 +127,7 @@ def get_pretrained_cfg(name: str) -> PretrainedCfg:
     return defaults[0]
   close = difflib.get_close_matches(key, list(_BY_NAME) + sorted({c.model for c in _CFGS}), n=3)
   hint = f" Did you mean {', '.join(close)}?" if close else ""
-  raise ValueError(f"unknown pretrained tag {name!r}.{hint} "
+  raise UserError(f"unknown pretrained tag {name!r}.{hint} "
                      f"Known tags: {', '.join(list_pretrained())}.")
 
 
@@ -128,7 +139,7 @@ def resolve_pretrained_cfg(model: str, tag: Optional[str] = None,
   if tag:
     cfg = get_pretrained_cfg(tag if "." in tag else f"{model}.{tag}")
     if cfg.model != model:
-      raise ValueError(f"pretrained tag {cfg.name!r} belongs to model {cfg.model!r}, "
+      raise UserError(f"pretrained tag {cfg.name!r} belongs to model {cfg.model!r}, "
                              f"not {model!r}; pass a tag from: {', '.join(list_pretrained(model))}.")
     return cfg
   candidates = [c for c in _CFGS if c.model == model]

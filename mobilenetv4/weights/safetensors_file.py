@@ -14,6 +14,8 @@ from typing import Dict, Tuple
 
 import numpy as np
 
+from mobilenetv4.cli import UserError
+
 _MAX_HEADER_BYTES = 100 * 1024 * 1024  # the reference implementation's limit
 
 _DTYPES = {
@@ -23,8 +25,9 @@ _DTYPES = {
 }
 
 
-class CheckpointError(ValueError):
-  """A checkpoint file could not be used; the message says why and what to do."""
+class CheckpointError(UserError):
+  """A checkpoint file could not be used; the message says why and what to do (a UserError, so a
+  CLI reports it as one `error:` line and exit 2; still a ValueError)."""
 
 
 def _not_safetensors(path: str, head: bytes) -> CheckpointError:

@@ -18,7 +18,7 @@ class Case:
     self.checkpoint = os.path.join(directory, name + ".safetensors")
     with open(os.path.join(directory, name + ".json")) as f:
       self.meta = json.load(f)
-    arrays = np.load(os.path.join(directory, name + ".npz"))
+    arrays = np.load(os.path.join(directory, name + ".npz"), allow_pickle=False)
     self.inputs = [arrays[f"input_{i}"].astype(np.float32) for i in range(len(self.meta["sizes"]))]
     self.logits = [arrays[f"logits_{i}"] for i in range(len(self.meta["sizes"]))]
 
