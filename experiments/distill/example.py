@@ -17,8 +17,10 @@ r"""Offline distillation end to end on the quickstart digits, in minutes on 2 CP
    steps an earlier run did) and how often the teacher's top class on D1/D2 is the true label.
 
 Each step is the public command (python -m experiments.train / experiments.distill.generate)
-with the gin files gin_configs/distill_*_quickstart.gin, run as a subprocess. Steps whose
-output exists are skipped, so a rerun resumes.
+with the gin files gin_configs/distill_*_quickstart.gin, run as a subprocess; generation reads
+the teacher from its run directory (build.json + final.weights.h5). Steps whose output exists are
+skipped, so a rerun resumes. Every file is written atomically (mobilenetv4.fileio) and the run
+holds a lock on work_dir, so a second live example in the same directory exits 2.
 """
 import json
 import os
@@ -26,14 +28,19 @@ import subprocess
 import sys
 import time
 
-from absl import app
 from absl import flags
+
+from experiments import common_flags
+from mobilenetv4 import fileio
+from mobilenetv4.cli import UserError
 
 WORK_DIR = flags.DEFINE_string("work_dir", "/tmp/mnv4_distill_quickstart",
                                "where splits, models, shards and results go")
-EPOCHS = flags.DEFINE_integer("epochs", None, "override the student/baseline epochs")
+EPOCHS = flags.DEFINE_integer("epochs", None, "override the student/baseline epochs",
+                              lower_bound=1)
 TEACHER_EPOCHS = flags.DEFINE_integer("teacher_epochs", None,
-                                      "override the teacher epochs (gin file: 40)")
+                                      "override the teacher epochs (gin file: 40)",
+                                      lower_bound=1)
 
 _DEFAULT_DIR = "/tmp/mnv4_distill_quickstart"
 _ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -52,7 +59,8 @@ def write_splits(work_dir, extra_size=360, seed=0):
   labelled, extra = train_test_split(np.arange(len(examples)), test_size=extra_size,
                                      stratify=labels, random_state=seed)
   for name, idx in (("labelled", labelled), ("extra", extra)):
-    with tf.io.TFRecordWriter(os.path.join(work_dir, f"{name}.tfrecord")) as writer:
+    with fileio.atomic_path(os.path.join(work_dir, f"{name}.tfrecord")) as tmp, \
+        tf.io.TFRecordWriter(tmp) as writer:
       for i in sorted(idx):
         _, encoded, label = examples[i]
         feature = {
@@ -70,7 +78,8 @@ def _paths(work_dir):
     return []
   return [f"{k} = '{v}'" for k, v in {
       "generate.output_dir": f"{work_dir}/shards",
-      "teacher/trained_model.weights": f"{work_dir}/teacher/final.weights.h5",
+      "generate.teacher": f"{work_dir}/teacher",
+      "d3/Selection.model": f"{work_dir}/teacher",
       "d1/DistillDataset.source": f"tfrecord:{work_dir}/labelled.tfrecord",
       "d2/DistillDataset.source": f"tfrecord:{work_dir}/labelled.tfrecord",
       "d3/DistillDataset.source": f"tfrecord:{work_dir}/extra.tfrecord",
@@ -84,26 +93,52 @@ def _run(module, gin_file, params, extra_args=()):
   print("+", " ".join(cmd), flush=True)
   env = dict(os.environ, PYTHONPATH=_ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
   env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep the progress lines readable
-  subprocess.run(cmd, check=True, cwd=_ROOT, env=env)
+  code = subprocess.run(cmd, check=False, cwd=_ROOT, env=env).returncode
+  if code:
+    raise _StepFailed(module, code)
+
+
+class _StepFailed(Exception):
+
+  def __init__(self, module, code):
+    super().__init__(f"{module} exited with code {code}")
+    self.module, self.code = module, code
+
+
+def _read_json(path):
+  """A JSON file this example wrote (or an earlier run of it); UserError when unreadable."""
+  try:
+    with open(path, encoding="utf-8") as f:
+      return json.load(f)
+  except (OSError, ValueError) as e:
+    raise UserError(f"cannot read {path}: {' '.join(str(e).split())}; delete it (and rerun "
+                    "the step that writes it)") from None
 
 
 def _metrics(model_dir):
-  with open(os.path.join(model_dir, "metrics.json")) as f:
-    return json.load(f)
+  return _read_json(os.path.join(model_dir, "metrics.json"))
 
 
 def main(argv):
-  del argv
+  del argv  # common_flags.run refuses positional arguments
   work = os.path.abspath(WORK_DIR.value)
-  os.makedirs(work, exist_ok=True)
+  with fileio.RunLock(work, what="work_dir"):
+    try:
+      return _main(work)
+    except _StepFailed as e:
+      if e.code == 2:  # the step printed its one-line error above
+        raise UserError(f"{e.module} refused its input (exit 2); see the error line above") \
+            from None
+      print(f"error: step {e.module} failed with exit code {e.code}", file=sys.stderr)
+      return 1
+
+
+def _main(work):
   paths = _paths(work)
   labelled = f"tfrecord:{work}/labelled.tfrecord"
   epochs = [f"train.epochs = {EPOCHS.value}"] if EPOCHS.value else []
   timings_path = f"{work}/timings.json"
-  timings = {}
-  if os.path.exists(timings_path):
-    with open(timings_path) as f:
-      timings = json.load(f)
+  timings = _read_json(timings_path) if os.path.exists(timings_path) else {}
 
   def step(name, done, fn):
     if os.path.exists(done):
@@ -113,8 +148,7 @@ def main(argv):
     start = time.time()
     fn()
     timings[name] = time.time() - start
-    with open(timings_path, "w") as f:
-      json.dump(timings, f, indent=2)
+    fileio.write_json(timings_path, timings)
 
   step("splits", f"{work}/extra.tfrecord", lambda: print(
       "labelled / extra images: %d / %d" % write_splits(work)))
@@ -134,7 +168,7 @@ def main(argv):
       [f"--model_dir={work}/baseline"]))
   step("student distilled", f"{work}/student/metrics.json", lambda: _run(
       "experiments.train", "distill_student_quickstart.gin",
-      [p for p in paths if not p.startswith(("generate.", "teacher/", "d1/", "d2/", "d3/"))]
+      [p for p in paths if not p.startswith(("generate.", "d1/", "d2/", "d3/"))]
       + epochs, [f"--model_dir={work}/student"]))
 
   from experiments.distill import label_stats
@@ -152,12 +186,12 @@ def main(argv):
                               label_stats.source_labels(labelled, 10))]
   text = "\n".join(table)
   print(text)
-  with open(f"{work}/results.md", "w") as f:
-    f.write(text + "\n")
+  fileio.write_text(f"{work}/results.md", text + "\n")
   baseline, student = rows[1][1]["eval_top1"], rows[2][1]["eval_top1"]
   print(f"distilled student {student:.4f} vs labels-only {baseline:.4f} "
         f"({'at least as good' if student >= baseline else 'WORSE'})")
+  return 0
 
 
 if __name__ == "__main__":
-  app.run(main)
+  common_flags.run(main)

@@ -211,6 +211,9 @@ def _from_record(record, weights, where, image_size):
   except (ValueError, TypeError) as e:
     raise UserError(f"{where}: cannot build {name!r} from its build record: "
                     f"{_first_line(e)}") from None
+  outer = record.get("teacher_resize")
+  if outer:  # trained as resized_model: the same wrap, so the saved weights fit
+    model = _resize_wrap(model, tuple(int(s) for s in outer[:2]))
   _load_weights(model, weights)
   model = _at_size(model, image_size)
   which = record.get("weights") or "raw"
@@ -234,10 +237,7 @@ def _at_size(model, image_size):
   have = tuple(model.input_shape[1:3])
   if None in have or have == want:
     return model
-  inputs = keras.Input(want + (3,))
-  x = keras.layers.Resizing(have[0], have[1], interpolation="bilinear",
-                            name="teacher_resize")(inputs)
-  return keras.Model(inputs, model(x), name=f"{model.name}_at{have[0]}")
+  return _resize_wrap(model, want)
 
 
 @gin.configurable(module="distill")
@@ -316,10 +316,22 @@ def resized_model(num_classes, image_size, model_fn=gin.REQUIRED, input_size=gin
     raise UserError(f"image_size and input_size must be positive, got {image_size}, "
                     f"{input_size}")
   inner = model_fn(num_classes=num_classes, image_size=int(input_size))
-  inputs = keras.Input((int(image_size), int(image_size), 3))
-  x = keras.layers.Resizing(int(input_size), int(input_size), interpolation="bilinear",
-                            name="teacher_resize")(inputs)
-  return keras.Model(inputs, inner(x), name=f"{inner.name}_at{int(input_size)}")
+  model = _resize_wrap(inner, (int(image_size), int(image_size)))
+  own = getattr(inner, "build_record", None)
+  if own:  # the run's build.json then rebuilds this wrap (load_teacher(MODEL_DIR))
+    from experiments import trainer  # pylint: disable=g-import-not-at-top
+    trainer.attach_build_record(model, dict(own, input_size=[int(input_size)] * 2,
+                                            teacher_resize=[int(image_size)] * 2))
+  return model
+
+
+def _resize_wrap(inner, outer_size):
+  """Model(outer_size images) -> bilinear resize to inner's input -> inner. The layout of
+  `resized_model`, so the weights the trainer saved from one load into the other."""
+  h, w = tuple(int(s) for s in inner.input_shape[1:3])
+  inputs = keras.Input(tuple(outer_size) + (3,))
+  x = keras.layers.Resizing(h, w, interpolation="bilinear", name="teacher_resize")(inputs)
+  return keras.Model(inputs, inner(x), name=f"{inner.name}_at{h}")
 
 
 class TeacherRunner:

@@ -71,5 +71,6 @@ def test_teacher_config_runs_conv_small_at_64px_on_32px_images(parsed):
   assert q("teacher/resized_model.input_size") == 64
   assert q("teacher/mobilenetv4_model.name") == "conv_small"
   assert q("categorical_crossentropy.label_smoothing") == 0.0
-  parsed("distill_generate_quickstart.gin")  # generation loads the same wrap
-  assert (q("teacher/trained_model.image_size"), q("teacher/resized_model.input_size")) == (32, 64)
+  parsed("distill_generate_quickstart.gin")  # generation reads that run directory
+  assert q("generate.teacher") == q("d3/Selection.model") == "/tmp/mnv4_distill_quickstart/teacher"
+  assert q("generate.image_size") == (32, 32)  # the teacher's record resizes to its 64 px
