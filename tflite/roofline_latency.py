@@ -17,6 +17,7 @@ call get fewer runs per round (300, 100 or 30; the CSV says how many); each such
 interleaved within itself. Converted files are kept in `--cache_dir`.
 """
 import os
+import sys
 import time
 from typing import List
 
@@ -140,6 +141,10 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     from tflite import models
     args = parse_args(argv)
+    old = os.environ.pop("MOBILENETV4_DEPRECATED_COMMAND", None)  # set by the old module's alias
+    if old:
+        print(f"warning: {old} is deprecated and will be removed in the next release; use "
+              "python -m tflite.roofline_latency", file=sys.stderr, flush=True)
     specs = models.parse_list(args.models)
     fileio.check_outputs([args.output], overwrite=args.overwrite)
     fileio.check_writable_dir(args.cache_dir, flag="--cache_dir")

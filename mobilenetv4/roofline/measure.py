@@ -1,8 +1,8 @@
 """Deprecated: latency measurement moved to the tools, `python -m tflite.roofline_latency`.
 
-The model library computes costs; the tools measure. This alias stays for one release: it prints
-one deprecation line and runs the new command with the same arguments (the old flag spellings are
-accepted there too). It keeps this command's old default, `--attention_precision int8` (every op
+The model library computes costs; the tools measure. This alias stays for one release: it runs the
+new command with the same arguments (the old flag spellings are accepted there too), which prints
+one deprecation line naming it once the arguments parse (a bad flag stays one `error:` line). It keeps this command's old default, `--attention_precision int8` (every op
 quantized), where the new command defaults to float like `tflite.export`.
 
 It starts the new command as a new program (`os.execv`), so the library still imports no tool.
@@ -11,6 +11,8 @@ import os
 import sys
 
 NEW_MODULE = "tflite.roofline_latency"
+OLD_COMMAND = "python -m mobilenetv4.roofline.measure"
+ALIAS_ENV = "MOBILENETV4_DEPRECATED_COMMAND"  # read by the new command to print the deprecation
 
 
 def command(argv):
@@ -23,9 +25,8 @@ def command(argv):
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
-    print(f"warning: python -m mobilenetv4.roofline.measure is deprecated and will be removed in the "
-          f"next release; use python -m {NEW_MODULE}", file=sys.stderr, flush=True)
     cmd = command(argv)
+    os.environ[ALIAS_ENV] = OLD_COMMAND
     os.execv(cmd[0], cmd)
 
 

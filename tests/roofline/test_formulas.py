@@ -125,7 +125,7 @@ def test_sweep_matches_eq1_and_is_monotone():
 def test_bad_input_messages():
     with pytest.raises(ValueError, match="unknown precision 'int4'.*int8"):
         bytes_per_value("int4")
-    with pytest.raises(ValueError, match="ridge point must be >= 0"):
+    with pytest.raises(ValueError, match="ridge point must be a finite number >= 0"):
         model_time(_toy_ops(), -1)
     with pytest.raises(ValueError, match="ridge_points must be"):
         sweep(_toy_ops(), [-5, 1])
@@ -135,3 +135,17 @@ def test_bad_input_messages():
     with pytest.raises(ValueError, match="fixed input_shape"):
         roofline_ops(keras.Model(inp, keras.layers.Conv2D(2, 1)(inp)))
     assert math.isinf(RooflineOp("p", "p", "pool", 0, 0, 0).intensity)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_nan_and_inf_are_refused(bad):
+    """NaN passes `< 0` checks silently and inf gives inf/NaN times: both are refused."""
+    from mobilenetv4.cli import UserError
+    from mobilenetv4.roofline import memory_bound_fraction, ridge_point
+    ops = _toy_ops()
+    for call in (lambda: model_time(ops, bad), lambda: op_times(ops, bad),
+                 lambda: sweep(ops, [0.0, bad]), lambda: memory_bound_fraction(ops, bad),
+                 lambda: model_time(ops, 5.0, peak_macs=bad), lambda: sweep(ops, [1.0], peak_macs=bad),
+                 lambda: ridge_point(bad, 1e9), lambda: ridge_point(1e9, bad)):
+        with pytest.raises(UserError, match="finite"):
+            call()
