@@ -1,10 +1,13 @@
 """The per-layer cost count on hand-computed cases, and the Table-11-style summary."""
+import hashlib
+import os
+
 import numpy as np
 import pytest
 import tf_keras as keras
 
 import mobilenetv4
-from mobilenetv4 import costs, layers as L, summary
+from mobilenetv4 import cli, costs, layers as L, summary, tables
 
 
 def test_costs_of_hand_computed_layers():
@@ -59,17 +62,58 @@ TABLE_11 = [
 ]
 
 
-def test_summary_rows_mirror_table_11(capsys):
-  assert summary.main(["conv_small", "--csv", "/dev/null"]) == 0
-  out = capsys.readouterr().out
-  assert "Trainable parameters: 3,774,024" in out and "0.1860 G" in out
+def test_summary_rows_mirror_table_11(capsys, tmp_path):
+  out = tmp_path / "conv_small.csv"
+  assert summary.main(["conv_small", "--output", str(out)]) == 0
+  printed = capsys.readouterr().out
+  assert "Trainable parameters: 3,774,024" in printed and "0.1860 G" in printed
   model = mobilenetv4.create_model("conv_small")
   rows = summary.block_rows(model)
   assert [(r["input"], r["block"], r["expanded"], r["output"], r["stride"]) for r in rows] == TABLE_11
   assert sum(r["params"] for r in rows) == 3_774_024
+  written = tables.read_csv(out)
+  assert [r["block"] for r in written] == [row[1] for row in TABLE_11]
+  assert sum(int(r["params"]) for r in written) == 3_774_024
 
 
-def test_summary_cli_rejects_unknown_model(capsys):
-  with pytest.raises(SystemExit):
-    summary.main(["conv_tiny"])
-  assert "unknown model 'conv_tiny'" in capsys.readouterr().err
+def run(args, capsys):
+  with pytest.raises(SystemExit) as e:
+    cli.run(summary.main, args)
+  err = capsys.readouterr().err
+  lines = [line for line in err.splitlines() if line.strip()]
+  return e.value.code, err, lines
+
+
+def test_summary_cli_errors_are_one_line(capsys, tmp_path):
+  a_file = tmp_path / "f"
+  a_file.write_text("x")
+  for args, message in [
+      (["conv_tiny"], "unknown model 'conv_tiny'"),
+      (["conv_small", "--input_size", "100000", "100000"], "choose a smaller input size"),
+      (["conv_small@100000x100000"], "choose a smaller input size"),
+      (["conv_small", "--input_size", "0", "224"], "must be at least 1"),
+      (["conv_small", "--classes", "0"], "must be at least 1"),
+      (["conv_small", "--width_multiplier", "nan"], "must be a finite number"),
+      (["conv_small@96", "--input_size", "128", "128"], "give the size once"),
+      (["keras:mobilenet_v2_100"], "describes this package's MobileNetV4 models"),
+      (["conv_small", "--output", str(tmp_path / "missing" / "t.csv")], "does not exist"),
+      (["conv_small", "--output", str(a_file / "t.csv")], "is a file, not a directory"),
+      (["conv_small", "--output", str(tmp_path / "t.txt")], "name a .csv or .md file")]:
+    code, err, lines = run(args, capsys)
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("error: "), (args, err)
+    assert message in err and "Traceback" not in err, (args, err)
+
+
+def test_summary_output_is_never_clobbered(capsys, tmp_path):
+  out = tmp_path / "t.md"
+  out.write_text("keep me\n")
+  digest = hashlib.sha256(out.read_bytes()).hexdigest()
+  code, err, lines = run(["conv_small", "--output", str(out)], capsys)
+  assert code == 2 and len(lines) == 1 and "already exists; pass --overwrite" in err
+  assert hashlib.sha256(out.read_bytes()).hexdigest() == digest
+  # The old --csv spelling is an alias (one deprecation line); --overwrite replaces atomically.
+  assert summary.main(["conv_small@96", "--csv", str(out), "--overwrite"]) == 0
+  assert "warning: --csv is deprecated" in capsys.readouterr().err
+  text = out.read_text()
+  assert text.startswith("| Input | Block |") and "| 96x96x3 | Conv2D |" in text
+  assert not [f for f in os.listdir(tmp_path) if f.startswith(".tmp-")]
