@@ -4,7 +4,9 @@ The model runs once on a zero batch of one while every convolution, dense layer 
 core records the shapes it actually saw, so the count follows whatever the builder made
 (width multipliers, padding, non-square inputs) rather than a second copy of the tables.
 Counted: Conv2D, DepthwiseConv2D, Dense and the two attention matmuls (QK^T and AV), the same
-set timm's numbers are quoted for. Not counted: BN, activations, pooling, adds, softmax.
+set timm's numbers are quoted for, and SeparableConv2D (depthwise + pointwise, as in Model Garden's
+FPN and RetinaNet head), so a whole detector counts too. Not counted: BN, activations, pooling,
+adds, softmax.
 """
 import contextlib
 import dataclasses
@@ -16,7 +18,7 @@ import tf_keras as keras
 
 from mobilenetv4.layers.attention import MultiQueryAttention2D
 
-KINDS = ("conv", "dwconv", "dense", "attention_matmul")
+KINDS = ("conv", "dwconv", "dense", "attention_matmul", "sepconv")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,6 +34,8 @@ class LayerCost:
 
 
 def _kind(layer):
+  if isinstance(layer, keras.layers.SeparableConv2D):
+    return "sepconv"
   if isinstance(layer, keras.layers.DepthwiseConv2D):
     return "dwconv"
   if isinstance(layer, keras.layers.Conv2D):
@@ -46,6 +50,9 @@ def _kind(layer):
 def _macs(layer, kind, in_shape, out_shape):
   if kind == "attention_matmul":
     return layer.matmul_macs(in_shape)
+  if kind == "sepconv":  # depthwise at the output resolution, then the 1x1 pointwise
+    return int(np.prod(out_shape[1:3])) * (int(np.prod(layer.depthwise_kernel.shape))
+                                           + int(np.prod(layer.pointwise_kernel.shape)))
   kernel = layer.depthwise_kernel if kind == "dwconv" else layer.kernel
   if kind == "dense":
     spatial = int(np.prod(out_shape[1:-1])) if len(out_shape) > 2 else 1
