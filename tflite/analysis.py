@@ -144,9 +144,13 @@ def fidelity(keras_logits: np.ndarray, tflite_logits: np.ndarray) -> dict:
             "max_abs_diff": float(np.max(np.abs(keras_logits - tflite_logits)))}
 
 
-def format_report(stats: GraphStats, fid: dict | None = None, title: str = "") -> str:
-    """Markdown report printed after export and saved next to the model."""
-    lines = [f"## {title}" if title else "## TFLite report", "",
+def format_report(stats: GraphStats, fid: dict | None = None, title: str = "",
+                  details: list[str] | None = None) -> str:
+    """Markdown report printed after export and saved next to the model; `details` are extra
+    bullet lines (which weights, the build record) placed first."""
+    lines = [f"## {title}" if title else "## TFLite report", ""]
+    lines += [f"- {line}" for line in details or ()]
+    lines += [
              f"- {stats.precision}, size: {stats.size_bytes / 2**20:.2f} MiB, params {stats.params / 1e6:.2f} M, "
              f"MACs {stats.macs / 1e9:.3f} G",
              f"- input {stats.input['dtype']}{stats.input['shape']} (scale {stats.input['scale']:.6g}, "
@@ -159,6 +163,9 @@ def format_report(stats: GraphStats, fid: dict | None = None, title: str = "") -
         lines.append(f"- fidelity vs float Keras on {fid['images']} held-out images: top-1 agreement "
                      f"{100 * fid['top1_agreement']:.1f}%, logits SQNR {fid['sqnr_db']:.1f} dB, "
                      f"max |diff| {fid['max_abs_diff']:.4g}" + (f" ({fid['note']})" if fid.get("note") else ""))
+        if fid.get("keras_top1") is not None:
+            lines.append(f"- held-out top-1 ({fid.get('heldout') or 'labelled images'}): Keras "
+                         f"{100 * fid['keras_top1']:.1f}%, TFLite {100 * fid['tflite_top1']:.1f}%")
     lines += ["", "| op | count |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in stats.op_histogram.items()]
     return "\n".join(lines) + "\n"

@@ -3,6 +3,7 @@ import os
 import re
 import shutil
 import subprocess
+import tempfile
 
 from tflite import ToolError
 
@@ -31,21 +32,35 @@ def parse_log(log: str) -> dict:
     unmapped = count(r"Number of operations that will run on CPU:\s*(\d+)")
     if mapped is None:
         raise ToolError("edgetpu_compiler did not report how many operations map to the Edge TPU; "
-                        "its log ended with:\n" + "\n".join(log.strip().splitlines()[-8:]))
+                        "its log ended with: " + " | ".join(log.strip().splitlines()[-8:]))
     return {"mapped_ops": mapped, "unmapped_ops": unmapped or 0, "ops": ops}
 
 
 def compile_model(model_path: str, out_dir: str | None = None, compiler: str = COMPILER) -> dict:
+    """Compiles `model_path` into OUT_DIR/STEM_edgetpu.tflite (+ its .log). The compiler writes into
+    a temporary folder beside them; each output is renamed into place only when complete, so an
+    interrupted compilation never leaves a truncated model."""
     exe = require_compiler(compiler)
     out_dir = out_dir or os.path.dirname(os.path.abspath(model_path))
-    proc = subprocess.run([exe, "-s", "-o", out_dir, model_path], capture_output=True, text=True)
-    log = proc.stdout + proc.stderr
-    if proc.returncode != 0:
-        raise ToolError(f"edgetpu_compiler failed (exit {proc.returncode}):\n"
-                        + "\n".join(log.strip().splitlines()[-8:]))
-    result = parse_log(log)
-    stem = os.path.splitext(os.path.basename(model_path))[0]
-    result["compiled_model"] = os.path.join(out_dir, f"{stem}_edgetpu.tflite")
+    work = tempfile.mkdtemp(prefix=".tmp-edgetpu-", dir=out_dir)
+    try:
+        proc = subprocess.run([exe, "-s", "-o", work, model_path], capture_output=True, text=True)
+        log = proc.stdout + proc.stderr
+        if proc.returncode != 0:
+            raise ToolError(f"edgetpu_compiler failed (exit {proc.returncode}): "
+                            + " | ".join(log.strip().splitlines()[-8:]))
+        result = parse_log(log)
+        stem = os.path.splitext(os.path.basename(model_path))[0]
+        compiled = f"{stem}_edgetpu.tflite"
+        if not os.path.isfile(os.path.join(work, compiled)):
+            raise ToolError(f"edgetpu_compiler reported success but wrote no {compiled}")
+        for name in sorted(os.listdir(work), key=lambda n: n == compiled):  # the model last
+            with open(os.path.join(work, name), "rb") as f:
+                os.fsync(f.fileno())
+            os.replace(os.path.join(work, name), os.path.join(out_dir, name))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    result["compiled_model"] = os.path.join(out_dir, compiled)
     result["log"] = log
     return result
 

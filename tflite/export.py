@@ -1,31 +1,36 @@
 """Export a MobileNetV4 classifier to TFLite (INT8 full-integer, FP16 or FP32) and report on it.
 
-    python -m tflite.export --model conv_small --int8 --calibration /data/imagenet_val_folder \
+    python -m tflite.export --checkpoint /tmp/mnv4_quickstart --int8 --calibration sklearn_digits \
+        --output /tmp/mnv4_quickstart/conv_small_int8.tflite
+    python -m tflite.export --weights conv_small.weights.h5 --int8 --calibration /data/val_images \
         --output conv_small_int8.tflite
     python -m tflite.export --model hybrid_medium --fp16 --output hm_fp16.tflite
-    python -m tflite.export --model conv_small --int8 --calibration random --output cs.tflite  # latency only
+    python -m tflite.export --model conv_small@256 --int8 --calibration random --output cs.tflite  # latency only
+
+Weights that carry a build record (the trainer's run directory and final*.weights.h5,
+`mobilenetv4.convert`'s .h5) say which model they are: name, classes, width, input size, attention
+type, padding, preprocessing and eval crop come from the record, and a flag given explicitly
+overrides the recorded value (one `note:` line each). `--checkpoint DIR` restores the EMA weights
+when the run kept them (what the trainer evaluated), `--raw_weights` the raw ones.
 
 The exported graph takes pixels in [0, 255] (normalisation is part of the graph), static batch 1.
 INT8: weights and activations int8, calibrated on --num_calibration images of --calibration;
 --io sets the input/output type (uint8 by default: the input scale is then 1, zero point 0).
 After export a report (op histogram, TRANSPOSE count, XNNPACK partitions, size, fidelity against the
-float Keras model on held-out images) is printed and saved as OUTPUT.report.md / .report.json.
+float Keras model on held-out images, and the held-out top-1 of both when the data has labels) is
+printed and saved as OUTPUT.report.md / .report.json. Every file is written atomically; an
+existing output is refused unless --overwrite.
 """
-import argparse
-import json
 import os
-import sys
 import time
 
 import numpy as np
 
-from tflite import ToolError, analysis, calibration, exit_on_tool_error, requantize, runtime
+from mobilenetv4 import build_record, cli, fileio, model_names
+from mobilenetv4 import preprocessing as preprocessing_lib
+from tflite import ToolError, analysis, calibration, requantize, runtime
 
-PREPROCESSING = {  # (mean, std) of the input the network was trained on, in [0, 1] pixel units
-    "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
-    "inception": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
-    "none": None,  # the exported model takes exactly what the Keras model takes
-}
+PREPROCESSING_CHOICES = tuple(sorted(preprocessing_lib.NORMALIZATIONS))  # imagenet, inception, none
 IO_TYPES = ("uint8", "int8", "float")
 # Ops kept in float inside an INT8 model (attention precision "float"): XNNPACK runs SOFTMAX and
 # GELU (hybrid_large's activation) in float only and takes an int8 BATCH_MATMUL only when the right
@@ -38,15 +43,22 @@ FLOAT_ATTENTION_OPS = ("BATCH_MATMUL", "SOFTMAX", "GELU")
 # integer matmuls for CPUs whose int8 GEMM is much faster than fp32), "int8" (every op: the
 # standard full-integer recipe, for EdgeTPU and the like).
 ATTENTION_PRECISIONS = ("float", "int8_matmul", "int8")
+# create_model arguments a build record may carry that change the exported network (the rest,
+# such as kernel_regularizer or input_shape, do not apply to an inference graph).
+RECORD_BUILD_KEYS = ("width_multiplier", "padding", "bn_epsilon", "bn_momentum", "attention_type",
+                     "include_top", "pooling", "dropout", "stochastic_depth_rate", "classifier_activation")
+LABELLED_HELDOUT = 500  # default held-out images of a labelled source (top-1 resolution 0.2 points)
+UNLABELLED_HELDOUT = 64
 
 
 def with_pixel_input(model, preprocessing: str, input_size: tuple[int, int]):
-    """Static-batch-1 model on [0, 255] pixels: normalisation + `model`."""
+    """Static-batch-1 model on [0, 255] pixels: normalisation (mobilenetv4.preprocessing) + `model`."""
     import tf_keras as keras
     inputs = keras.Input(shape=(*input_size, 3), batch_size=1, name="pixels")
     x = inputs
-    if PREPROCESSING[preprocessing] is not None:
-        mean, std = (np.array(v, np.float32) * 255.0 for v in PREPROCESSING[preprocessing])
+    mean_std = preprocessing_lib.mean_std_255(preprocessing)
+    if mean_std is not None:
+        mean, std = (np.array(v, np.float32) for v in mean_std)
         x = keras.layers.Normalization(mean=mean, variance=std ** 2, name="normalize")(x)
     return keras.Model(inputs, model(x), name=f"{model.name}_pixels")  # training flag propagates
 
@@ -57,7 +69,13 @@ def convert(model, precision: str, io: str = "float", representative: np.ndarray
     import tensorflow as tf
     spec = tf.TensorSpec(model.inputs[0].shape, tf.float32)
     fn = tf.function(lambda x: model(x, training=False), input_signature=[spec])
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()], model)
+    # The converter saves the trackable it is given as a SavedModel first; the Keras model itself
+    # would have every layer's call traced for Keras metadata (about 2/3 of the conversion time of
+    # conv_small), while a plain module holding its variables gives the same flatbuffer, byte for
+    # byte.
+    holder = tf.Module()
+    holder.model_weights = list(model.weights)
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()], holder)
     if precision == "fp16":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.target_spec.supported_types = [tf.float16]
@@ -95,37 +113,64 @@ def convert(model, precision: str, io: str = "float", representative: np.ndarray
     return converter.convert()
 
 
-def restore_checkpoint(model, directory: str) -> str:
-    """Restores the newest TF checkpoint in `directory` into `model` (a trainer's
-    tf.train.Checkpoint(model=...) or a model.save_weights prefix)."""
+def checkpoint_prefix(path: str) -> str:
+    """The TF checkpoint to restore for --checkpoint PATH: the newest in a run directory (or its
+    checkpoints/ sub-directory), or PATH itself when it is a checkpoint prefix (ckpt-N)."""
     import tensorflow as tf
-    if not os.path.isdir(directory):
-        raise ToolError(f"checkpoint directory {directory} does not exist")
-    path = tf.train.latest_checkpoint(directory)
-    if path is None:
-        raise ToolError(f"no TF checkpoint in {directory} (expected a 'checkpoint' index file and "
-                        "ckpt-N.index/.data files)")
-    try:
-        tf.train.Checkpoint(model=model).read(path).assert_existing_objects_matched()
-        return path
-    except (AssertionError, ValueError, tf.errors.OpError):
-        pass
-    try:
-        model.load_weights(path)
-    except (AssertionError, ValueError, tf.errors.OpError) as e:
-        raise ToolError(f"checkpoint {path} does not match model {model.name}: "
-                        f"{str(e).splitlines()[0]}. Check --model, --classes and --input_size") from None
-    return path
-
-
-def check_output_path(path: str) -> None:
-    parent = os.path.dirname(os.path.abspath(path))
     if os.path.isdir(path):
-        raise ToolError(f"--output {path} is a directory; give a file name such as {path}/model.tflite")
-    if not os.path.isdir(parent):
-        raise ToolError(f"cannot write --output {path}: directory {parent} does not exist")
-    if not os.access(parent, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
-        raise ToolError(f"cannot write --output {path}: permission denied; choose another path")
+        for directory in (path, os.path.join(path, "checkpoints")):
+            if os.path.isdir(directory):
+                prefix = tf.train.latest_checkpoint(directory)
+                if prefix is not None:
+                    return prefix
+        raise ToolError(f"no TF checkpoint in {path} (expected a 'checkpoint' index file and "
+                        "ckpt-N.index/.data files there or in its checkpoints/ sub-directory)")
+    if os.path.exists(path + ".index"):
+        return path
+    raise ToolError(f"checkpoint directory {path} does not exist")
+
+
+def checkpoint_has_ema(prefix: str) -> bool:
+    """Whether the trainer's checkpoint holds EMA shadow weights (tf.train.Checkpoint(ema=...))."""
+    import tensorflow as tf
+    return any(name.startswith("ema/") for name, _ in tf.train.list_variables(prefix))
+
+
+def restore_checkpoint(model, path: str, raw_weights: bool = False) -> tuple[str, str]:
+    """Restores the newest TF checkpoint of `path` (see `checkpoint_prefix`) into `model`.
+
+    A trainer's checkpoint is tf.train.Checkpoint(model=..., optimizer=..., ema=optim.EMA(...)):
+    the model's raw weights are restored through the `model` node; when the run kept an EMA and
+    `raw_weights` is False, the EMA's shadow variables (`ema.averages`, one per model weight) are
+    restored through an `optim.EMA` of this model and swapped in. No optimizer is built. A plain
+    `model.save_weights` prefix is read with `model.load_weights`. Returns (checkpoint, "ema"|"raw").
+    Only tensors are read: nothing in a checkpoint can run code."""
+    import tensorflow as tf
+    prefix = checkpoint_prefix(path)
+    try:
+        status = tf.train.Checkpoint(model=model).read(prefix)
+        status.assert_existing_objects_matched()
+        status.expect_partial()
+    except (AssertionError, ValueError, tf.errors.OpError):
+        try:
+            model.load_weights(prefix).expect_partial()
+        except (AssertionError, ValueError, tf.errors.OpError) as e:
+            raise ToolError(f"checkpoint {prefix} does not match model {model.name}: "
+                            f"{str(e).splitlines()[0]}. Check --model, --classes and --input_size") from None
+        return prefix, "raw"
+    if raw_weights or not checkpoint_has_ema(prefix):
+        return prefix, "raw"
+    from experiments import optim
+    ema = optim.EMA(model, 0.5)  # the decay does not matter: only the averages are read
+    try:
+        status = tf.train.Checkpoint(ema=ema).read(prefix)
+        status.assert_existing_objects_matched()
+        status.expect_partial()
+    except (AssertionError, ValueError, tf.errors.OpError) as e:
+        raise ToolError(f"the EMA weights in {prefix} do not match model {model.name}: "
+                        f"{str(e).splitlines()[0]}; pass --raw_weights to export the raw weights") from None
+    ema.swap()  # the model now holds the averages
+    return prefix, "ema"
 
 
 def report_paths(output: str) -> tuple[str, str]:
@@ -133,89 +178,173 @@ def report_paths(output: str) -> tuple[str, str]:
     return stem + ".report.md", stem + ".report.json"
 
 
+def edgetpu_paths(output: str) -> tuple[str, str]:
+    """The compiled model and log edgetpu_compiler writes next to `output`."""
+    stem = os.path.splitext(output)[0]
+    return stem + "_edgetpu.tflite", stem + "_edgetpu.log"
+
+
+def _is_file_source(source):
+    return source and os.path.exists(source) and not os.path.isdir(source)
+
+
+def top1(logits: np.ndarray, labels: np.ndarray) -> float:
+    return float(np.mean(np.argmax(logits, -1) == labels))
+
+
 def export(model_name: str, precision: str, output: str, *, input_size=(224, 224), io=None,
-           weights=None, checkpoint=None, calibration_source=None, num_calibration=300,
-           num_heldout=64, preprocessing="imagenet", classes=1000, tfds_data_dir=None,
-           model_overrides=None, keras_model=None, attention_precision="float", log=print) -> dict:
-    """Builds (or takes) the float model, converts it, analyses the result. Returns the report dict."""
+           weights=None, checkpoint=None, raw_weights=False, calibration_source=None,
+           num_calibration=300, num_heldout=None, preprocessing="imagenet", classes=1000,
+           tfds_data_dir=None, model_overrides=None, keras_model=None, attention_precision="float",
+           crop_fraction=None, record=None, overwrite=False, edgetpu=False, log=print) -> dict:
+    """Builds (or takes) the float model, converts it, analyses the result; returns the report.
+
+    `record` is the build record of `weights`/`checkpoint` (for the report and for naming the
+    training data); the caller has already merged it into the other arguments (see `main`).
+    The .tflite, its reports and the EdgeTPU outputs are written atomically (fileio); existing
+    ones are refused unless `overwrite`, and none may be an input of this export."""
     from tflite import models
     io = io or ("uint8" if precision == "int8" else "float")
     if io not in IO_TYPES:
         raise ToolError(f"--io must be one of {IO_TYPES}")
     if precision != "int8" and io != "float":
         raise ToolError(f"--io {io} needs --int8; FP16/FP32 models take and return float")
+    if attention_precision not in ATTENTION_PRECISIONS:
+        raise ToolError(f"--attention_precision must be one of {', '.join(ATTENTION_PRECISIONS)}")
+    trained_on = (record or {}).get("data")
     if precision == "int8" and calibration_source is None:
+        if trained_on:
+            raise ToolError(f"INT8 export needs calibration images: this model was trained on {trained_on}; "
+                            f"pass --calibration {trained_on} (or --calibration random for a latency-only model)")
         raise ToolError("INT8 export needs calibration images from the real input pipeline: pass "
-                        "--calibration with a folder of images, TFRecords or tfds:NAME[:SPLIT]. For a "
+                        "--calibration with a dataset spec (sklearn_digits, tfds:NAME, folder:DIR, "
+                        "tfrecord:GLOB), a folder of images, TFRecords or tfds:NAME:SPLIT. For a "
                         "latency-only model pass --calibration random explicitly")
-    if preprocessing not in PREPROCESSING:
-        raise ToolError(f"--preprocessing must be one of {sorted(PREPROCESSING)}")
-    check_output_path(output)
-    for path in report_paths(output):
-        check_output_path(path)
+    preprocessing_lib.mean_std_255(preprocessing)  # UserError for an unknown name
     if weights and checkpoint:
         raise ToolError("pass either --weights or --checkpoint, not both")
+    outputs = [output, *report_paths(output)] + (list(edgetpu_paths(output)) if edgetpu else [])
+    inputs = [weights, checkpoint, calibration_source if _is_file_source(calibration_source) else None]
+    fileio.check_outputs(outputs, inputs=inputs, overwrite=overwrite)
+    if weights and not (os.path.exists(weights) or os.path.exists(weights + ".index")):
+        raise ToolError(f"--weights {weights} does not exist")
 
     t0 = time.time()
-    if keras_model is None:
-        keras_model = models.build(model_name, (*input_size, 3), classes=classes, weights=weights,
+    if keras_model is not None:
+        weights_kind, weights_path = "caller's model", None
+    else:
+        file_weights = weights if weights and not os.path.exists(weights + ".index") else None
+        keras_model = models.build(model_name, (*input_size, 3), classes=classes, weights=file_weights,
                                    **(model_overrides or {}))
-        if checkpoint:
-            log(f"restored {restore_checkpoint(keras_model, checkpoint)}")
+        if checkpoint or (weights and not file_weights):
+            weights_path, weights_kind = restore_checkpoint(keras_model, checkpoint or weights, raw_weights)
+        elif weights:
+            weights_path, weights_kind = weights, (record or {}).get("weights") or "unrecorded"
+        else:
+            weights_path, weights_kind = None, "random init"
+    log(f"weights: {weights_kind}" + (f" ({weights_path})" if weights_path else ""))
     model = with_pixel_input(keras_model, preprocessing, input_size)
+
     source = calibration_source or "random"
+    if calibration_source is None and trained_on:
+        log(f"note: fidelity is measured on random noise; pass --calibration {trained_on} to measure "
+            "held-out top-1 on the data this model was trained on")
+    elif trained_on and source not in ("random", trained_on):
+        log(f"note: calibrating on {source}, but the model was trained on {trained_on}")
+    labelled = calibration.is_trainer_spec(source) or source.startswith("tfds:")
+    if num_heldout is None:
+        num_heldout = LABELLED_HELDOUT if labelled else UNLABELLED_HELDOUT
     n_cal = num_calibration if precision == "int8" else 0
-    log(f"images: {n_cal} for calibration + {num_heldout} held out, from {source}")
-    cal, heldout, note = calibration.load_split(source, input_size, n_cal, num_heldout,
-                                                tfds_data_dir=tfds_data_dir, log=log)
+    log(f"images: {n_cal} for calibration + up to {num_heldout} held out, from {source}")
+    images = calibration.load(source, input_size, n_cal, num_heldout, crop_fraction=crop_fraction,
+                              num_classes=int(keras_model.output_shape[-1]),
+                              tfds_data_dir=tfds_data_dir, log=log)
     log(f"converting {model_name} to {precision.upper()} (io {io}) at {input_size[0]}x{input_size[1]} ...")
-    data = convert(model, precision, io, cal, attention_precision=attention_precision)
-    with open(output, "wb") as f:
-        f.write(data)
+    data = convert(model, precision, io, images.calibration, attention_precision=attention_precision)
+    keras_logits = model.predict(images.heldout, batch_size=16, verbose=0)
+    with fileio.atomic_path(output) as tmp:  # renamed into place only once it loads and runs
+        with open(tmp, "wb") as f:
+            f.write(data)
+        stats = analysis.graph_stats(tmp)
+        tflite_logits = runtime.run(runtime.load_interpreter(tmp, name=output), images.heldout)
     log(f"wrote {output} ({len(data) / 2**20:.2f} MiB) in {time.time() - t0:.0f} s")
 
-    stats = analysis.graph_stats(output)
-    keras_logits = model.predict(heldout, batch_size=16, verbose=0)
-    tflite_logits = runtime.run(runtime.load_interpreter(output), heldout)
     fid = analysis.fidelity(keras_logits, tflite_logits)
-    if note:
-        fid["note"] = note
-    title = f"{model_name} {precision.upper()} {input_size[0]}x{input_size[1]} -> {os.path.basename(output)}"
-    md = analysis.format_report(stats, fid, title)
-    md_path, json_path = report_paths(output)
-    with open(md_path, "w") as f:
-        f.write(md)
+    fid["heldout"] = images.description
+    if images.heldout_labels is not None:
+        fid["keras_top1"] = top1(keras_logits, images.heldout_labels)
+        fid["tflite_top1"] = top1(tflite_logits, images.heldout_labels)
+    if images.note:
+        fid["note"] = images.note
     report = {"model": model_name, "precision": precision, "io": io, "input_size": list(input_size),
               "attention_precision": attention_precision if precision == "int8" else None,
               "output": output, "calibration": source if precision == "int8" else None,
-              "preprocessing": preprocessing, "graph": stats.to_dict(), "fidelity": fid}
-    with open(json_path, "w") as f:
-        json.dump(report, f, indent=2)
+              "preprocessing": preprocessing, "eval_crop_fraction": crop_fraction,
+              "weights": weights_kind, "weights_path": weights_path,
+              "build_record": build_record.describe(record) if record else None,
+              "graph": stats.to_dict(), "fidelity": fid}
+    details = [f"weights: {weights_kind}" + (f" ({weights_path})" if weights_path else "")]
+    if record:
+        details.append(f"build record: {build_record.describe(record)}")
+    if edgetpu:
+        report["edgetpu"] = _compile_edgetpu(output, log)
+    title = f"{model_name} {precision.upper()} {input_size[0]}x{input_size[1]} -> {os.path.basename(output)}"
+    md = analysis.format_report(stats, fid, title, details=details)
+    md_path, json_path = report_paths(output)
+    fileio.write_text(md_path, md)
+    fileio.write_json(json_path, report)
     log(md)
     log(f"report saved to {md_path} and {json_path}")
     return report
 
 
+def _compile_edgetpu(output, log):
+    from tflite import edgetpu
+    result = edgetpu.compile_model(output)
+    log(edgetpu.format_result(result))
+    return {k: v for k, v in result.items() if k != "log"}
+
+
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(prog="python -m tflite.export", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", required=True, help="conv_small, hybrid_medium, ..., model_garden:NAME, keras:NAME")
+    p = cli.ArgumentParser(prog="python -m tflite.export", description=__doc__)
+    p.add_argument("--model", default=None,
+                   help="NAME[@H[xW]] (conv_small, hybrid_medium@256x192, ...), keras:NAME or model_garden:NAME; "
+                        "optional when --weights/--checkpoint carry a build record")
     src = p.add_mutually_exclusive_group()
-    src.add_argument("--weights", help="tf_keras weights file (.h5, .weights.h5, checkpoint prefix)")
-    src.add_argument("--checkpoint", help="directory of a training run's TF checkpoints (newest is used)")
+    src.add_argument("--weights", help="tf_keras weights file (.h5, .weights.h5) or a checkpoint prefix; "
+                                       "its build record (if any) supplies the model's settings")
+    src.add_argument("--checkpoint", help="a training run's directory (or its checkpoints/): the newest "
+                                          "checkpoint, EMA weights when the run kept them")
+    p.add_argument("--raw_weights", action="store_true",
+                   help="with --checkpoint: export the raw weights instead of the EMA weights")
     prec = p.add_mutually_exclusive_group(required=True)
     for name in ("int8", "fp16", "fp32"):
         prec.add_argument(f"--{name}", dest="precision", action="store_const", const=name)
-    p.add_argument("--output", required=True, help="path of the .tflite to write")
-    p.add_argument("--input_size", type=int, nargs=2, metavar=("H", "W"), default=None,
-                   help="input height and width (default: the model's default resolution)")
-    p.add_argument("--calibration", help="random | tfds:NAME[:SPLIT] | image folder | TFRecord glob")
-    p.add_argument("--num_calibration", type=int, default=300, help="calibration images (default 300)")
-    p.add_argument("--num_heldout", type=int, default=64, help="held-out images for the fidelity check")
+    cli.add_output_flags(p, required=True, help="path of the .tflite to write (reports go next to it)")
+    p.add_argument("--input_size", type=cli.positive_int, nargs="+", metavar="H [W]", default=None,
+                   help="input height and width (default: the build record's, else the model's default)")
+    p.add_argument("--calibration",
+                   help="random | a trainer dataset spec (sklearn_digits, tfds:NAME, folder:DIR, "
+                        "tfrecord:GLOB) | tfds:NAME:SPLIT | image folder | TFRecord glob")
+    p.add_argument("--num_calibration", type=cli.positive_int, default=300,
+                   help="calibration images (default 300)")
+    p.add_argument("--num_heldout", type=cli.positive_int, default=None,
+                   help=f"held-out images for the fidelity check (default {LABELLED_HELDOUT} for a "
+                        f"labelled dataset spec, {UNLABELLED_HELDOUT} otherwise)")
     p.add_argument("--io", choices=IO_TYPES, default=None, help="INT8 input/output type (default uint8)")
-    p.add_argument("--preprocessing", choices=sorted(PREPROCESSING), default="imagenet",
-                   help="normalisation folded into the graph (default imagenet mean/std)")
-    p.add_argument("--classes", type=int, default=1000)
+    p.add_argument("--preprocessing", choices=PREPROCESSING_CHOICES, default=None,
+                   help="normalisation folded into the graph (default: the build record's, else imagenet)")
+    p.add_argument("--eval_crop_fraction", type=cli.positive_float, default=None,
+                   help="central crop of the calibration/held-out images (default: the build "
+                        f"record's, else {preprocessing_lib.EVAL_CROP_FRACTION})")
+    p.add_argument("--classes", type=cli.positive_int, default=None,
+                   help="classifier outputs (default: the build record's, else 1000)")
+    p.add_argument("--width_multiplier", type=cli.positive_float, default=None,
+                   help="override the recorded width multiplier")
+    p.add_argument("--attention_type", choices=("mobile_mqa", "mqa", "mhsa"), default=None,
+                   help="override the recorded attention type (hybrids)")
+    p.add_argument("--padding", choices=("same", "symmetric"), default=None,
+                   help="override the recorded padding")
     p.add_argument("--tfds_data_dir", default=None)
     p.add_argument("--attention_precision", choices=ATTENTION_PRECISIONS, default=None,
                    help="INT8 only: keep the attention matmuls and softmax in float so XNNPACK runs "
@@ -223,21 +352,68 @@ def parse_args(argv=None):
                         "XNNPACK still runs the whole graph, softmax float; int8: quantize every op "
                         "(default with --edgetpu)")
     p.add_argument("--edgetpu", action="store_true", help="compile with edgetpu_compiler (INT8 only)")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.input_size is not None and len(args.input_size) > 2:
+        p.error("--input_size takes H or H W")
+    if args.raw_weights and not (args.checkpoint or args.weights):
+        p.error("--raw_weights needs --checkpoint")
+    return args
 
 
-def default_size(model_name: str) -> tuple[int, int]:
-    if ":" in model_name:
-        return (224, 224)
-    import mobilenetv4
-    try:
-        size = mobilenetv4.get_architecture(model_name).default_size
-    except ValueError as e:
-        raise ToolError(str(e)) from None
-    return (size, size) if isinstance(size, int) else tuple(size)[:2]
+def resolve(args, log=print) -> dict:
+    """The export's settings: the build record of --weights/--checkpoint with the explicit flags
+    over it (one `note:` line per overridden value). Returns export() keyword arguments plus
+    'model_name'."""
+    from mobilenetv4 import builder
+    record_path = args.weights or args.checkpoint
+    if record_path and not (os.path.exists(record_path) or os.path.exists(record_path + ".index")):
+        raise ToolError(f"{'--weights' if args.weights else '--checkpoint'} {record_path} does not exist")
+    record = build_record.read(record_path) if record_path else None
+    if record_path and record is None and args.checkpoint and os.path.isdir(args.checkpoint) \
+            and not args.model:
+        raise ToolError(f"{args.checkpoint} has no build record ({build_record.RUN_FILE}); pass --model "
+                        "(and --classes / --input_size as trained)")
+    if record is not None and not record.get("model"):
+        raise ToolError(f"{record_path} holds a searched architecture, not a registered model; "
+                        "tflite.export builds registered models only (pass --model for another)")
+    ref = model_names.parse(args.model, check=False) if args.model else None
+    size = tuple(args.input_size) if args.input_size else (ref.size if ref and ref.size else None)
+    if size is not None and len(size) == 1:
+        size = (size[0], size[0])
+    if ref is not None:
+        explicit_model = ref.name if ref.source == "mobilenetv4" else f"{ref.source}:{ref.name}"
+    else:
+        explicit_model = None
+    explicit = {"model": explicit_model, "classes": args.classes,
+                "width_multiplier": args.width_multiplier, "attention_type": args.attention_type,
+                "padding": args.padding, "input_size": list(size) if size else None,
+                "preprocessing": args.preprocessing, "eval_crop_fraction": args.eval_crop_fraction}
+    if record is not None and record.get("eval_crop_fraction") is not None:
+        record = {**record, "build": {**record.get("build", {}),
+                                      "eval_crop_fraction": record["eval_crop_fraction"]}}
+    merged = build_record.merge(record, explicit, log=log, source=record_path or "")
+    model_name = merged.get("model")
+    if not model_name:
+        raise ToolError("--model is required: the weights carry no build record"
+                        if record_path else "--model is required (or --weights/--checkpoint with a build record)")
+    build_record.check_compatible(record, explicit_model, {k: explicit[k] for k in explicit
+                                                          if k in build_record.BUILD_IDENTITY_KEYS},
+                                  record_path or "")
+    if merged.get("input_size"):
+        input_size = tuple(int(s) for s in merged["input_size"])
+    else:
+        input_size = model_names.parse(model_name, check=False).resolution(224) \
+            if not model_name.startswith(("keras:", "model_garden:")) else (224, 224)
+    overrides = {k: merged[k] for k in RECORD_BUILD_KEYS if merged.get(k) is not None
+                 and k in builder.build_model.__kwdefaults__}
+    if model_name.startswith(("keras:", "model_garden:")):
+        overrides = {}
+    return dict(model_name=model_name, input_size=input_size, classes=int(merged.get("classes") or 1000),
+                preprocessing=merged.get("preprocessing") or preprocessing_lib.DEFAULT_NORMALIZATION,
+                crop_fraction=merged.get("eval_crop_fraction"), model_overrides=overrides, record=record)
 
 
-@exit_on_tool_error
+@cli.entry_point
 def main(argv=None):
     args = parse_args(argv)
     if args.edgetpu:
@@ -245,23 +421,15 @@ def main(argv=None):
         if args.precision != "int8" or args.io == "float":
             raise ToolError("--edgetpu needs a full-integer model: use --int8 with --io uint8 or int8")
         edgetpu.require_compiler()
-    if args.num_calibration < 1 or args.num_heldout < 1:
-        raise ToolError("--num_calibration and --num_heldout must be at least 1")
-    size = tuple(args.input_size) if args.input_size else default_size(args.model)
-    report = export(args.model, args.precision, args.output, input_size=size, io=args.io,
-                    weights=args.weights, checkpoint=args.checkpoint,
-                    calibration_source=args.calibration, num_calibration=args.num_calibration,
-                    num_heldout=args.num_heldout, preprocessing=args.preprocessing,
-                    classes=args.classes, tfds_data_dir=args.tfds_data_dir,
-                    attention_precision=args.attention_precision or ("int8" if args.edgetpu else "float"))
-    if args.edgetpu:
-        result = edgetpu.compile_model(args.output)
-        print(edgetpu.format_result(result))
-        report["edgetpu"] = {k: v for k, v in result.items() if k != "log"}
-        with open(report_paths(args.output)[1], "w") as f:
-            json.dump(report, f, indent=2)
-    return report
+    settings = resolve(args)
+    model_name = settings.pop("model_name")
+    return export(model_name, args.precision, args.output, io=args.io, weights=args.weights,
+                  checkpoint=args.checkpoint, raw_weights=args.raw_weights,
+                  calibration_source=args.calibration, num_calibration=args.num_calibration,
+                  num_heldout=args.num_heldout, tfds_data_dir=args.tfds_data_dir,
+                  attention_precision=args.attention_precision or ("int8" if args.edgetpu else "float"),
+                  overwrite=args.overwrite, edgetpu=args.edgetpu, **settings)
 
 
 if __name__ == "__main__":
-    sys.exit(0 if main() else 1)
+    cli.run(main)

@@ -79,7 +79,7 @@ def test_image_folder_source(tmp_path):
     assert cal.shape == (8, 24, 32, 3) and held.shape == (4, 24, 32, 3) and note == ""
     assert cal.dtype == np.float32 and 0 <= cal.min() and cal.max() <= 255 and cal.std() > 10
     cal, held, note = calibration.load_split(str(tmp_path / "imgs"), (24, 32), 300, 64, log=lambda *_: None)
-    assert (len(cal), len(held)) == (9, 3) and "only 12 images" in note
+    assert (len(cal), len(held)) == (9, 3) and "only 12 unique images" in note
 
 
 def test_tfrecord_source(tmp_path):
