@@ -161,7 +161,7 @@ class MobileNetV4Backbone(tf_keras.Model):
         model_name, features_only=True, input_shape=shape, width_multiplier=width_multiplier,
         stochastic_depth_rate=stochastic_depth_rate, attention_type=attention_type,
         padding=padding, bn_epsilon=bn_epsilon, bn_momentum=bn_momentum,
-        kernel_regularizer=kernel_regularizer, name=f"mobilenetv4_{model_name}_features")
+        kernel_regularizer=kernel_regularizer)
     if weights:
       load_backbone_weights(features, weights)
     inputs = tf_keras.Input(shape=shape, name="image")
@@ -174,7 +174,8 @@ class MobileNetV4Backbone(tf_keras.Model):
         kernel_regularizer=kernel_regularizer, weights=weights)
     self._input_specs = input_specs
     self._output_specs = {level: t.get_shape() for level, t in outputs.items()}
-    super().__init__(inputs=inputs, outputs=outputs, name=f"mobilenetv4_{model_name}", **kwargs)
+    super().__init__(inputs=inputs, outputs=outputs, name=f"mobilenetv4_{model_name}_backbone",
+                     **kwargs)
 
   @property
   def features(self) -> tf_keras.Model:

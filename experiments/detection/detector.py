@@ -91,6 +91,37 @@ def part_of(layer_name: str, model) -> str:
   return "other"
 
 
+def _model_garden_attention(model):
+  """Model Garden's MobileNetV4 attention layers inside `model`: their projections are einsums
+  over raw variables (MultiQueryAttentionLayerV2) and their matmuls are einsums, which
+  `mobilenetv4.costs` does not see; counted here so Model Garden's own backbone is measured whole."""
+  try:
+    from official.vision.modeling.layers import nn_blocks
+  except ImportError:
+    return []
+  kinds = (nn_blocks.OptimizedMultiQueryAttentionLayerWithDownSampling,
+           nn_blocks.MultiQueryAttentionLayerV2)
+  return [m for m in model.submodules if isinstance(m, kinds)]
+
+
+def _mg_attention_macs(layer, x_shape) -> int:
+  """MACs of one call of a Model Garden MQA layer on an input of shape [1, H, W, C] that the
+  Conv2D/DepthwiseConv2D count misses: the QK^T and AV matmuls, plus (V2) the einsum projections."""
+  from official.vision.modeling.layers import nn_blocks
+  _, h, w, c = (int(d) for d in x_shape)
+  heads, key_dim, value_dim = layer._num_heads, layer._key_dim, layer._value_dim  # pylint: disable=protected-access
+  if isinstance(layer, nn_blocks.MultiQueryAttentionLayerV2):
+    n = m = h * w
+    projections = n * heads * key_dim * c + m * c * key_dim + m * c * value_dim \
+        + n * heads * value_dim * c
+  else:
+    n = (h // layer._query_h_strides) * (w // layer._query_w_strides)  # pylint: disable=protected-access
+    kv = layer._kv_strides  # pylint: disable=protected-access
+    m = -(-h // kv) * -(-w // kv)
+    projections = 0  # its projections are Conv2D layers, counted already
+  return projections + n * heads * key_dim * m + n * heads * m * value_dim
+
+
 def part_costs(model, size: tuple[int, int]) -> dict:
   """{part: {"params": all weights (BN moving statistics included, the paper's Table 7
   convention), "trainable": trainable weights, "macs": multiply-accumulates}} plus "total"."""
@@ -98,8 +129,23 @@ def part_costs(model, size: tuple[int, int]) -> dict:
 
   from mobilenetv4 import costs
   result = {part: {"params": 0, "trainable": 0, "macs": 0} for part in PARTS + ("total",)}
-  for cost in costs.layer_costs(model, (size[0], size[1], 3)):
-    result[part_of(cost.block, model)]["macs"] += cost.macs
+  mg_attention, originals = [], {}
+  for layer in _model_garden_attention(model):
+    originals[layer] = layer.call
+
+    def wrapped(inputs, *args, _layer=layer, _call=layer.call, **kwargs):
+      x = inputs[0] if isinstance(inputs, (list, tuple)) else inputs
+      mg_attention.append(_mg_attention_macs(_layer, x.shape))
+      return _call(inputs, *args, **kwargs)
+
+    layer.call = wrapped
+  try:
+    for cost in costs.layer_costs(model, (size[0], size[1], 3)):
+      result[part_of(cost.block, model)]["macs"] += cost.macs
+  finally:
+    for layer in originals:
+      layer.__dict__.pop("call", None)
+  result["backbone"]["macs"] += sum(mg_attention)
   for layer in model.layers:
     part = part_of(layer.name, model)
     if part not in result:
