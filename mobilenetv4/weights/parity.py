@@ -50,6 +50,17 @@ def case_model(directory: str, case: str) -> str:
   return _meta(directory, case)["model"]
 
 
+def _arrays(path: str, count: int):
+  """[(input, timm logits)] of a case's .npz, read without pickles (a fixture never runs code)."""
+  try:
+    with np.load(path, allow_pickle=False) as arrays:
+      return [(arrays[f"input_{i}"].astype(np.float32), arrays[f"logits_{i}"])
+              for i in range(count)]
+  except (OSError, KeyError, ValueError) as e:
+    raise cli.UserError(f"{path} is not a usable fixture (arrays input_i / logits_i without "
+                        f"pickles): {' '.join(str(e).split())}") from None
+
+
 def check_case(directory: str, case: str) -> Dict[str, object]:
   """Builds the case's model, loads its checkpoint, returns the max |diff| per input size."""
   import mobilenetv4
@@ -58,11 +69,8 @@ def check_case(directory: str, case: str) -> Dict[str, object]:
   model = mobilenetv4.create_model(
       meta["model"], weights=base + ".safetensors", width_multiplier=meta["width_multiplier"],
       classes=meta["classes"], input_shape=(None, None, 3))
-  arrays = np.load(base + ".npz", allow_pickle=False)  # a fixture never runs code
   diffs, scales, sizes = [], [], []
-  for i in range(len(meta["sizes"])):
-    x = arrays[f"input_{i}"].astype(np.float32)
-    expected = arrays[f"logits_{i}"]
+  for x, expected in _arrays(base + ".npz", len(meta["sizes"])):
     got = model(x, training=False).numpy()
     diffs.append(float(np.abs(got - expected).max()))
     scales.append(float(np.abs(expected).max()))
