@@ -13,6 +13,7 @@ import tensorflow as tf
 
 from experiments.distill import augment
 from experiments.distill import shards
+from mobilenetv4 import preprocessing
 from mobilenetv4.cli import UserError
 
 
@@ -70,8 +71,11 @@ def mix_datasets(datasets: Sequence[tf.data.Dataset], ratios: Sequence[float], s
 
 @gin.configurable(module="distill")
 class DistillationData:
-  """The trainer's data interface (see experiments.data.ImageClassificationData) over soft-label
-  shards: train batches mix `datasets` at `ratios`; eval comes from `eval_data`.
+  """The trainer's data interface (`experiments.data.TrainingData`, like ImageClassificationData)
+  over soft-label shards: train batches mix `datasets` at `ratios`; eval comes from `eval_data`.
+  For the run's build record it also exposes `preprocessing` (the normalisation name, when the
+  default preprocess is used), `eval_crop_fraction` and `spec` (both of `eval_data`: the source
+  the student is measured on, which is also what its INT8 export should calibrate on).
 
   directory: where generate wrote the shards. flip: the only augmentation (Appendix H); digits
   are not mirror-symmetric, so the quickstart turns it off. examples_per_epoch: what one "epoch"
@@ -119,6 +123,9 @@ class DistillationData:
     self.num_eval_examples = self.eval_data.num_eval_examples if self.eval_data else 0
     self.flip = flip
     self.preprocess = preprocess or augment.normalize
+    self.preprocessing = None if preprocess else preprocessing.DEFAULT_NORMALIZATION
+    self.eval_crop_fraction = getattr(self.eval_data, "eval_crop_fraction", None)
+    self.spec = getattr(self.eval_data, "spec", None)
     self.verify = verify
     self.shuffle_buffer = shuffle_buffer
     self.deterministic = deterministic

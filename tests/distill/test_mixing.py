@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from experiments import data as data_lib
 from experiments.distill import augment
 from experiments.distill import mixing
 from mobilenetv4.cli import UserError
@@ -26,6 +27,8 @@ def test_student_batches_are_flipped_stored_images_with_soft_labels(generated, t
   data = mixing.DistillationData(generated, datasets=("d1", "d2"), ratios=(1, 1),
                                  shuffle_buffer=0, deterministic=True)
   assert (data.num_classes, data.image_size, data.num_train_examples) == (tiny.classes, 16, 96)
+  assert isinstance(data, data_lib.TrainingData)  # the trainer's data protocol
+  assert data.preprocessing == "imagenet"  # recorded in the student's build record
   batches = list(data.train_dataset(None, 16, epoch=0, seed=3))
   assert len(batches) == data.steps_per_epoch(16) == 6
   images, labels = batches[0]

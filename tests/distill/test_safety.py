@@ -339,3 +339,18 @@ def test_cli_bad_values_exit_2_with_one_line(tmp_path, source_spec, teacher_file
   assert code == 2, stderr[-3000:]
   assert len(errors) == 1 and message in errors[0], stderr[-3000:]
   assert not os.path.exists(tmp_path / "shards")
+
+
+def test_resume_refuses_finished_shards_of_other_settings(tmp_path, tiny, teacher_model):
+  out = str(tmp_path / "out")
+  args = dict(datasets=tiny.specs(replicas=1)[1:], teacher=teacher_model, output_dir=out,
+              classes=tiny.classes, image_size=tiny.size, num_shards=2, batch_size=8)
+  assert len(gen.generate(**args)) == 2
+  before = _tree(out)
+  assert gen.generate(**args) == []  # same settings: everything finished, nothing rewritten
+  for change, message in [(dict(seed=1), "with seed=0, this run asks for 1"),
+                          (dict(jpeg_quality=90), "jpeg_quality=95"),
+                          (dict(top_k=3), "label_format")]:
+    with pytest.raises(UserError, match=message):
+      gen.generate(**{**args, **change})
+  assert _tree(out) == before

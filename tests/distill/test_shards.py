@@ -68,6 +68,8 @@ def test_label_bytes_per_example():
 def _copy(src, dst):
   os.makedirs(dst)
   for f in os.listdir(src):
+    if not os.path.isfile(os.path.join(src, f)):
+      continue  # the run locks
     with open(os.path.join(src, f), "rb") as a, open(os.path.join(dst, f), "wb") as b:
       b.write(a.read())
 
