@@ -12,15 +12,16 @@ cannot drift from the parsers (issue 12 acceptance).
   `mobilenetv4.cli.ArgumentParser` prints `warning: FLAG is deprecated` before `--help` exits).
 
 Each help call imports the tool (TensorFlow where the tool imports it at module level), so the
-subprocesses run two at a time and each process's results are cached for the tests after it.
+commands run through tests/cli_runner.py (forked from an interpreter that imported TensorFlow once,
+two at a time) and each test process caches the results for the tests after it.
 """
-import concurrent.futures
 import functools
-import json
 import os
 import re
-import subprocess
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import cli_runner  # tests/cli_runner.py
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGES = ("mobilenetv4", "experiments", "tflite")
@@ -28,21 +29,12 @@ SCRIPTS = "scripts"
 DOCS = ["README.md"] + sorted(
     os.path.join("docs", f) for f in os.listdir(os.path.join(REPO, "docs")) if f.endswith(".md"))
 SNAKE_FLAG = re.compile(r"^--[a-z0-9]+(_[a-z0-9]+)*$")
-MAIN_BLOCK = re.compile(r"""^if\s+__name__\s*==\s*['"]__main__['"]\s*:""", re.M)
+MAIN_BLOCK = re.compile(r"""^if\s+__name__\s*==\s*['"]__main__['"]\s*:""", re.MULTILINE)
 TIMEOUT = 300  # one help call; they normally take a few seconds
-WORKERS = 2
 BOGUS = "--no_such_flag"
 
 
-def _env():
-  env = dict(os.environ)
-  env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-  env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
-  env.pop("PYTHONWARNINGS", None)
-  return env
-
-
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def entry_points():
   """{name: argv prefix}: `python -m pkg.mod` for package modules, `python scripts/x.py` for
   scripts. Discovered from the files, sorted by name."""
@@ -62,7 +54,7 @@ def entry_points():
             if not MAIN_BLOCK.search(fh.read()):
               continue
           module = ".".join(rel)
-        found[module] = (sys.executable, "-m", module)
+        found[module] = ("-m", module)
   scripts = os.path.join(REPO, SCRIPTS)
   if os.path.isdir(scripts):
     for f in sorted(os.listdir(scripts)):
@@ -70,129 +62,21 @@ def entry_points():
       if f.endswith(".py"):
         with open(path, encoding="utf-8") as fh:
           if MAIN_BLOCK.search(fh.read()):
-            found[f"{SCRIPTS}/{f}"] = (sys.executable, path)
+            found[f"{SCRIPTS}/{f}"] = (path,)
   return dict(sorted(found.items()))
 
 
-# Every call imports its tool, and a cold TensorFlow import costs ~5 s of CPU, so the calls run in
-# children forked from one "zygote" interpreter that has imported the heavy third-party libraries
-# (never this repository's modules) once: each child then imports the tool itself, runs it as
-# `python -m` would (runpy, run_name="__main__", sys.argv set), and its exit code, stdout and
-# stderr are returned. Two children run at a time. A child that hangs or dies of a signal (fork
-# after a library started threads) is re-run as a plain subprocess.
-_ZYGOTE = r"""
-import json, os, runpy, sys, tempfile, time, traceback
-for lib in ("numpy", "tensorflow", "tf_keras", "h5py", "gin", "absl.app", "absl.flags"):
-  try:
-    __import__(lib)
-  except Exception:
-    pass
-argvs, workers, timeout = json.load(sys.stdin)
-tmp = tempfile.mkdtemp(prefix="contract-")
-
-def child(i, argv):
-  out, err = os.path.join(tmp, f"{i}.out"), os.path.join(tmp, f"{i}.err")
-  pid = os.fork()
-  if pid:
-    return pid, time.time(), out, err
-  code = 70
-  try:
-    for fd, path in ((1, out), (2, err)):
-      os.dup2(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), fd)
-    sys.stdout = open(1, "w", closefd=False)
-    sys.stderr = open(2, "w", closefd=False)
-    sys.stdin = open(os.devnull)
-    try:
-      if argv[0] == "-m":
-        sys.argv = [argv[1]] + argv[2:]
-        runpy.run_module(argv[1], run_name="__main__", alter_sys=True)
-      else:
-        sys.argv = list(argv)
-        sys.path.insert(0, os.path.dirname(os.path.abspath(argv[0])))
-        runpy.run_path(argv[0], run_name="__main__")
-      code = 0
-    except SystemExit as e:
-      if e.code is None or isinstance(e.code, int):
-        code = e.code or 0
-      else:
-        print(e.code, file=sys.stderr)
-        code = 1
-    except BaseException:
-      traceback.print_exc()
-      code = 1
-  finally:
-    try:
-      sys.stdout.flush()
-      sys.stderr.flush()
-    finally:
-      os._exit(code)
-
-pending = list(enumerate(argvs))
-running = {}
-while pending or running:
-  while pending and len(running) < workers:
-    i, argv = pending.pop(0)
-    running[i] = child(i, argv)
-  for i, (pid, started, out, err) in list(running.items()):
-    done, status = os.waitpid(pid, os.WNOHANG)
-    if not done and time.time() - started > timeout:
-      os.kill(pid, 9)
-      done, status = os.waitpid(pid, 0)
-      status = None
-    if done:
-      del running[i]
-      if status is None or os.WIFSIGNALED(status):
-        result = None
-      else:
-        with open(out, errors="replace") as f, open(err, errors="replace") as g:
-          result = [os.waitstatus_to_exitcode(status), f.read(), g.read()]
-      print(json.dumps([i, result]), flush=True)
-  time.sleep(0.02)
-import shutil
-shutil.rmtree(tmp, ignore_errors=True)
-"""
 _CACHE = {}
 
 
-def _subprocess(argv):
-  try:
-    p = subprocess.run(list(argv), cwd=REPO, env=_env(), capture_output=True, text=True,
-                       timeout=TIMEOUT, stdin=subprocess.DEVNULL)
-    return p.returncode, p.stdout, p.stderr
-  except subprocess.TimeoutExpired:
-    return None, "", f"timed out after {TIMEOUT} s"
-
-
 def _run_all(argvs):
-  """Runs the argvs (tuples starting with sys.executable), two at a time, each once per process;
-  returns {argv: (exit code, stdout, stderr)}."""
+  """Runs the argvs through cli_runner (a zygote with TensorFlow imported forks each command, two
+  at a time), each once per test process; returns {argv: (exit code, stdout, stderr)}."""
   argvs = list(dict.fromkeys(argvs))
   todo = [a for a in argvs if a not in _CACHE]
-  if todo:
-    zygote = subprocess.run(
-        [sys.executable, "-c", _ZYGOTE], cwd=REPO, env=_env(), capture_output=True, text=True,
-        input=json.dumps([[list(a[1:]) for a in todo], WORKERS, TIMEOUT]),
-        timeout=TIMEOUT * (1 + len(todo) // WORKERS))
-    results = {}
-    for line in zygote.stdout.splitlines():
-      try:
-        i, result = json.loads(line)
-      except ValueError:
-        continue
-      results[i] = result
-    retry = [a for i, a in enumerate(todo) if results.get(i) is None]
-    for i, argv in enumerate(todo):
-      if results.get(i) is not None:
-        _CACHE[argv] = tuple(results[i])
-    if retry:
-      with concurrent.futures.ThreadPoolExecutor(WORKERS) as pool:
-        for argv, result in zip(retry, pool.map(_subprocess, retry)):
-          _CACHE[argv] = result
+  for argv, result in zip(todo, cli_runner.run_all(todo, timeout=TIMEOUT)):
+    _CACHE[argv] = tuple(result)
   return {a: _CACHE[a] for a in argvs}
-
-
-def _run(argv):
-  return _run_all([argv])[argv]
 
 
 def _is_absl(help_text):
@@ -200,7 +84,7 @@ def _is_absl(help_text):
 
 
 def _stderr_lines(stderr):
-  return [line for line in stderr.splitlines() if line.strip()]
+  return cli_runner.error_lines(stderr)
 
 
 def listed_flags(help_text):
@@ -208,7 +92,7 @@ def listed_flags(help_text):
   first 'options:'-style section header) or absl's `  --name:` / `  --[no]name:` lines."""
   flags = []
   if _is_absl(help_text):
-    for m in re.finditer(r"^\s+(--(?:\[no\])?[^\s:]+):", help_text, re.M):
+    for m in re.finditer(r"^\s+(--(?:\[no\])?[^\s:]+):", help_text, re.MULTILINE):
       flags.append(m.group(1).replace("[no]", ""))
     return flags
   in_sections = False
@@ -340,7 +224,7 @@ def _accepted_flags(help_text, full_help_text):
   flags = set(listed_flags(help_text))
   if _is_absl(help_text):
     flags |= set(listed_flags(full_help_text))
-    flags |= {f"--no{b}" for b in re.findall(r"^\s+--\[no\]([^\s:]+):", full_help_text, re.M)}
+    flags |= {f"--no{b}" for b in re.findall(r"^\s+--\[no\]([^\s:]+):", full_help_text, re.MULTILINE)}
   return flags
 
 
@@ -372,7 +256,7 @@ def test_documented_commands_name_entry_points_and_accepted_flags():
     accepted[m] = _accepted_flags(helps[m], more[1])
     if not _is_absl(helps[m]):  # aliases announce themselves before --help exits
       accepted[m] |= {f for f in unknown.get(m, ())
-                      if re.search(rf"^warning: {re.escape(f)} is deprecated", more[2], re.M)}
+                      if re.search(rf"^warning: {re.escape(f)} is deprecated", more[2], re.MULTILINE)}
   problems = []
   for where, module, flags in commands:
     if module not in names:
