@@ -154,10 +154,10 @@ class MobileAttentionBlock(ConfigurableMixin, keras.layers.Layer):
     kv_dw_kernel_size: kernel of the K/V downsampling depthwise conv.
     attention_type: one of ATTENTION_TYPES.
     padding: "same" or "symmetric" (see ConvBN).
-    bn_momentum: BatchNorm momentum.
-    bn_epsilon: BatchNorm epsilon.
-    layer_scale_init_value: initial layer scale of the branch, or None for none (hybrids: 1e-5).
-    stochastic_depth_rate: drop-path rate of the residual branch, in [0, 1).
+    bn_momentum: momentum of the pre-norm and K/V BatchNorms.
+    bn_epsilon: their epsilon.
+    layer_scale_init_value: as in FusedIB (hybrids: 1e-5).
+    stochastic_depth_rate: as in FusedIB: drop-path rate of the attention branch.
     kernel_regularizer: regularizer of every projection kernel.
     **kwargs: keras.layers.Layer arguments (name, dtype, ...).
   """
