@@ -184,11 +184,11 @@ def parse_args(argv=None):
         p.error("--delegate and --serial apply to --adb runs only")
     if args.adb and args.core != "fastest":
         p.error("--core applies to local runs; on --adb the device's fastest core is used")
+    args.json_file = None  # the deprecated --json PATH: JSON whatever the suffix
     if args.json not in (None, "-"):
         print(f"warning: --json PATH is deprecated and will be removed in the next release; use "
-              f"--output {args.json}", file=sys.stderr)
-        args.output = [*args.output, args.json]
-        args.json = None
+              f"--output PATH.json", file=sys.stderr)
+        args.json_file, args.json = args.json, None
     if args.table:
         print(f"warning: --table is deprecated and will be removed in the next release; use "
               f"--output {args.table}.md,{args.table}.csv", file=sys.stderr)
@@ -201,7 +201,8 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     log = (lambda msg: print(msg, file=sys.stderr)) if args.json == "-" else print
-    fileio.check_outputs(args.output, inputs=args.models, overwrite=args.overwrite)
+    outputs = [*args.output, *([args.json_file] if args.json_file else [])]
+    fileio.check_outputs(outputs, inputs=args.models, overwrite=args.overwrite)
     if args.adb:
         from tflite import adb
         runner = adb.AdbBenchmark(binary=args.benchmark_binary, adb=args.adb_path, serial=args.serial,
@@ -229,7 +230,10 @@ def main(argv=None):
     log(median_table(result).markdown() + protocol_line(result["protocol"]))
     if args.output:
         write_outputs(result, args.output)
-        log(f"wrote {', '.join(args.output)}")
+    if args.json_file:
+        fileio.write_json(args.json_file, result)
+    if outputs:
+        log(f"wrote {', '.join(outputs)}")
     if args.json == "-":
         print(json.dumps(result, indent=2))
     return result

@@ -4,6 +4,7 @@ import os
 
 import pytest
 
+from mobilenetv4 import cli
 from tflite import ToolError, adb, benchmark
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")
 
@@ -38,7 +39,8 @@ def test_cli_runs_five_pinned_runs_and_reports_median(fake_adb, tmp_path, monkey
     assert len(runs) == 5
     # cpu6 and cpu7 share the top frequency; the highest index wins -> mask 0x80.
     assert runs[0].startswith("taskset 80 /data/local/tmp/benchmark_model --graph=/data/local/tmp/m.tflite")
-    for flag in ("--num_runs=1000", "--min_secs=0", "--num_threads=1", "--use_gpu=true"):
+    for flag in ("--num_runs=1000", "--min_secs=0", "--num_threads=1", "--use_gpu=true",
+                 "--warmup_runs=20"):  # the protocol flags' defaults, as in every tool
         assert flag in runs[0].split()
     m, = result["models"]
     assert m["means_ms"] == pytest.approx([2.4, 2.5, 2.3505, 2.45, 2.41])
@@ -64,12 +66,12 @@ def test_unavailable_delegate_is_a_clear_error(fake_adb, tmp_path, monkeypatch, 
     (tmp_path / "bm").write_bytes(b"x")
     (tmp_path / "m.tflite").write_bytes(b"x")
     with pytest.raises(SystemExit) as e:
-        benchmark.main([str(tmp_path / "m.tflite"), "--adb", "--adb_path", adb_path, "--delegate", "gpu",
-                        "--benchmark_binary", str(tmp_path / "bm")])
+        cli.run(benchmark.main, [str(tmp_path / "m.tflite"), "--adb", "--adb_path", adb_path,
+                                 "--delegate", "gpu", "--benchmark_binary", str(tmp_path / "bm")])
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert "gpu delegate is unavailable" in err and "Failed to apply GPU delegate" in err
-    assert "Traceback" not in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 
 def test_missing_device_and_missing_adb(fake_adb, tmp_path):
@@ -82,3 +84,19 @@ def test_missing_device_and_missing_adb(fake_adb, tmp_path):
         adb.AdbBenchmark(binary=__file__, adb="/nonexistent/adb")
     with pytest.raises(ToolError, match="unknown delegate"):
         adb.AdbBenchmark(binary=__file__, adb=adb_path, delegate="tpu")
+
+
+def test_benchmark_failure_output_is_one_line():
+    with pytest.raises(ToolError) as e:
+        adb.parse_inference_avg_ms("line one\nERROR: Benchmarking failed.\n")
+    assert "\n" not in str(e.value) and "line one | ERROR: Benchmarking failed." in str(e.value)
+
+
+def test_adb_flag_combinations_are_one_line_errors(capsys):
+    for args, message in [(["m.tflite", "--delegate", "gpu"], "apply to --adb runs only"),
+                          (["m.tflite", "--adb", "--core", "2"], "--core applies to local runs"),
+                          (["m.tflite", "--adb", "--delegate", "tpu"], "invalid choice")]:
+        with pytest.raises(SystemExit) as e:
+            cli.run(benchmark.main, args)
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and message in err and len(err.strip().splitlines()) == 1, err

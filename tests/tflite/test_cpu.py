@@ -48,3 +48,15 @@ def test_pin_rejects_core_outside_affinity():
         cpu.pin_to_core(max(os.sched_getaffinity(0)) + 1000)
     with pytest.raises(ToolError, match="no CPU core"):
         cpu.choose_fastest({}, allowed=set())
+
+
+def test_core_flag_takes_fastest_none_or_an_index(capsys):
+    from tflite import benchmark
+    assert benchmark.parse_args(["m.tflite", "--core", "3"]).core == 3
+    assert benchmark.parse_args(["m.tflite", "--core", "none"]).core == "none"
+    assert benchmark.parse_args(["m.tflite"]).core == "fastest"
+    for bad in ("big", "1.5", "-1"):
+        with pytest.raises(SystemExit) as e:
+            benchmark.parse_args(["m.tflite", "--core", bad])
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and err.startswith("error: argument --core") and err.count("\n") == 1
