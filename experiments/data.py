@@ -87,8 +87,9 @@ def _check_labels(ds, num_classes, label_offset, spec):
     if label_offset:
       label = label - label_offset
     ok = tf.logical_and(label >= 0, label < num_classes)
+    stored = ["(stored", raw, f"minus label_offset {label_offset})"] if label_offset else []
     with tf.control_dependencies([tf.debugging.Assert(ok, [
-        "label", label, "(stored", raw, ", label_offset", label_offset, ") of", key,
+        "label", label] + stored + ["of", key,
         f"is outside 0..{num_classes - 1} for {spec}; check num_classes or set "
         "input_pipeline.label_offset"], summarize=1)]):
       return key, encoded, tf.identity(label)

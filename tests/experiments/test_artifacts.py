@@ -77,23 +77,23 @@ def test_model_without_a_record_gets_no_build_json(tmp_path):
 
 def test_resuming_with_another_build_is_refused(tmp_path):
   trainer.train(str(tmp_path), data=random_array_data(n=16, size=16),
-                model_fn=_recorded_model(), **RUN)
+                model_fn=_recorded_model(width=0.5), **RUN)
   before = open(tmp_path / "build.json").read()
   with pytest.raises(UserError) as info:
     trainer.train(str(tmp_path), data=random_array_data(n=16, size=16),
-                  model_fn=_recorded_model(width=0.5), **dict(RUN, epochs=2))
+                  model_fn=_recorded_model(width=0.75), **dict(RUN, epochs=2))
   line = str(info.value).splitlines()[0]  # what the CLI prints
   assert "build.json" in line and "width_multiplier" in line
   assert open(tmp_path / "build.json").read() == before
 
 
 def test_mobilenetv4_model_records_what_it_built():
-  model = trainer.mobilenetv4_model(10, 32, name="hybrid_medium",
+  model = trainer.mobilenetv4_model(10, 32, name="conv_small",
                                     width_multiplier=0.25,
                                     attention_type="mhsa", padding="symmetric",
                                     bn_epsilon=1e-3)
   record = model.build_record
-  assert record["model"] == "hybrid_medium" and record["input_size"] == [32, 32]
+  assert record["model"] == "conv_small" and record["input_size"] == [32, 32]
   assert record["build"] == {"classes": 10, "width_multiplier": 0.25,
                              "attention_type": "mhsa", "padding": "symmetric",
                              "bn_epsilon": 1e-3, "bn_momentum": 0.99}
