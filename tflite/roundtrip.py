@@ -7,7 +7,6 @@ Prints one line per export as it finishes, then the table: SQNR of the logits, t
 TRANSPOSE count, partitions. Existing exports in OUTPUT_DIR are refused unless --overwrite.
 The tests run this for all five paper models.
 """
-import inspect
 import os
 
 import numpy as np
@@ -33,15 +32,13 @@ def roundtrip(name: str, out_dir: str, size: int = 64, precisions=PRECISIONS,
     model = models.build(name, (size, size, 3))
     images = np.random.default_rng(1).normal(size=(32, size, size, 3)).astype(np.float32)
     models.stand_in_statistics(model, images)  # input space of the network: normalised pixels
-    extra = {"overwrite": True} if overwrite and "overwrite" in inspect.signature(
-        export.export).parameters else {}
     reports = {}
     for precision in precisions:
         out = output_path(out_dir, name, size, precision)
         reports[precision] = export.export(
             name, precision, out, input_size=(size, size), keras_model=model,
             calibration_source="random", num_calibration=num_calibration, num_heldout=num_heldout,
-            log=log, **extra)
+            overwrite=overwrite, log=log)
     return reports
 
 
