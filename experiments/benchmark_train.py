@@ -12,18 +12,22 @@ synthetic batch (reused; the input pipeline is not measured), `--steps` steps
 per tf.function call as the trainer runs them. After `--warmup` untimed calls
 each, rounds alternate A, B, B, A ... and each round times `--steps` steps;
 the table gives the median images/s over rounds and the ratio A/B.
+Starts through experiments.common_flags.run: a bad flag is one line, exit 2.
 """
 import statistics
 import time
 
-from absl import app
 from absl import flags
 
-flags.DEFINE_integer("batch_size", 32, "Global batch.")
-flags.DEFINE_integer("image_size", 224, "Input resolution.")
-flags.DEFINE_integer("rounds", 5, "Timed rounds per contender.")
-flags.DEFINE_integer("steps", 5, "Training steps per timed round.")
-flags.DEFINE_integer("warmup", 3, "Untimed warm-up calls (tracing) each.")
+from experiments import common_flags
+
+flags.DEFINE_integer("batch_size", 32, "Global batch.", lower_bound=1)
+flags.DEFINE_integer("image_size", 224, "Input resolution.", lower_bound=32)
+flags.DEFINE_integer("rounds", 5, "Timed rounds per contender.", lower_bound=1)
+flags.DEFINE_integer("steps", 5, "Training steps per timed round.",
+                     lower_bound=1)
+flags.DEFINE_integer("warmup", 3, "Untimed warm-up calls (tracing) each.",
+                     lower_bound=0)
 FLAGS = flags.FLAGS
 
 
@@ -85,6 +89,7 @@ def model_garden(batch, size):
 
 def main(argv):
   del argv
+  common_flags.split_cpu_if_asked()
   batch, size = FLAGS.batch_size, FLAGS.image_size
   contenders = {"ours (experiments.trainer)": ours(batch, size),
                 "Model Garden (ClassificationModel)": model_garden(batch, size)}
@@ -119,4 +124,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  common_flags.run(main)

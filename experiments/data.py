@@ -170,8 +170,10 @@ def sklearn_digits_source(split, eval_fraction=0.2):
   pixels = np.round(digits.images[idx] * (255.0 / 16.0)).astype(np.uint8)
   encoded = [tf.io.encode_png(p[:, :, None]).numpy() for p in pixels]
   keys = [f"sklearn_digits[{i}]" for i in idx]
-  return _in_memory_source(f"sklearn_digits:{split}", keys, encoded,
-                           digits.target[idx], 10)
+  source = _in_memory_source(f"sklearn_digits:{split}", keys, encoded,
+                             digits.target[idx], 10)
+  source.spec = "sklearn_digits"
+  return source
 
 
 def image_folder_source(directory):

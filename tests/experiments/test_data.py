@@ -112,3 +112,26 @@ def test_tfrecord_source_counts_and_offsets_labels(tmp_path):
   assert labels == [0, 1, 2]
   with pytest.raises(data.DataError, match="nothing-\\*"):
     data.tfrecord_source(str(tmp_path / "nothing-*"), num_classes=3)
+
+
+def test_image_classification_data_implements_the_training_data_protocol():
+  d = data.ImageClassificationData(data.sklearn_digits_source("train"),
+                                   data.sklearn_digits_source("eval"), 32)
+  assert isinstance(d, data.TrainingData)
+  assert d.spec == "sklearn_digits"
+  assert not isinstance(object(), data.TrainingData)
+
+
+def test_eval_transform_is_the_shared_preprocessing():
+  """experiments.data takes its normalisation and eval crop from
+  mobilenetv4.preprocessing; the result equals Model Garden's ops it replaced."""
+  from official.vision.ops import preprocess_ops
+  image = tf.constant(np.random.default_rng(0).integers(0, 256, (40, 52, 3)),
+                      tf.uint8)
+  ours = data.eval_preprocess(image, 32, 0.875)
+  crop = preprocess_ops.center_crop_image(image, 0.875)
+  crop = tf.image.resize(crop, [32, 32], method="bilinear")
+  theirs = preprocess_ops.normalize_image(
+      tf.clip_by_value(crop, 0.0, 255.0), offset=preprocess_ops.MEAN_RGB,
+      scale=preprocess_ops.STDDEV_RGB)
+  np.testing.assert_allclose(ours.numpy(), theirs.numpy(), rtol=0, atol=1e-5)

@@ -254,3 +254,12 @@ def test_cli_impossible_hyper_parameter_exits_2(tmp_path):
   _assert_exit_2(_cli(str(model_dir), ["mobilenetv4_model.bn_epsilon = -1.0"]),
                  "mobilenetv4_model.bn_epsilon", "-1.0")
   assert _checksums(str(model_dir)) == before
+
+
+def test_benchmark_bad_flag_is_one_line_exit_2():
+  result = subprocess.run(
+      [sys.executable, "-m", "experiments.benchmark_train", "--batch_size=0"],
+      cwd=REPO, env=ENV, capture_output=True, text=True, timeout=120)
+  line = _assert_exit_2(result, "batch_size")
+  assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+  assert line.startswith("error: flag --batch_size=0")

@@ -132,6 +132,18 @@ def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path):
               for k in a if a[k].dtype != object)
   assert worst <= 1e-6, f"max |difference| {worst}"
   assert got["eval_top1"] == pytest.approx(ref["eval_top1"], abs=1e-9)
+  assert got["weights_sha256"] == ref["weights_sha256"]
+  # The run describes itself (issue 12): build.json and the final weights.
+  from mobilenetv4 import build_record
+  record = build_record.read_run(killed_dir)
+  assert record["model"] == "conv_small" and record["input_size"] == [32, 32]
+  assert record["build"]["width_multiplier"] == 0.25
+  assert record["build"]["classes"] == 10
+  assert record["data"] == "sklearn_digits" and record["has_ema"] is True
+  assert record["preprocessing"] == "imagenet"
+  assert record["eval_crop_fraction"] == 1.0
+  assert build_record.read_h5(killed_dir / "final.weights.h5")["weights"] == "ema"
+  assert build_record.read_h5(killed_dir / "final_raw.weights.h5")["weights"] == "raw"
 
 
 def test_cli_errors_are_one_line(tmp_path):
