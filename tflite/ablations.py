@@ -105,20 +105,13 @@ def ablation_tables(rows) -> str:
 
 
 def parse_args(argv=None):
-    p = cli.ArgumentParser("python -m tflite.ablations", __doc__)
-    cli.add_output_flags(p, kind="dir", default="runs/ablations",
-                         help="folder for the .tflite files and ablations.md / .json "
-                         "(default runs/ablations)")
-    p.add_alias("--out_dir", "--output_dir")
-    cli.add_protocol_flags(p)
-    return p.parse_args(argv)
+    return benchmark.report_tool_parser("python -m tflite.ablations", __doc__, "runs/ablations",
+                                        OUTPUTS).parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
-    fileio.check_writable_dir(args.output_dir)
-    md_path, json_path = (os.path.join(args.output_dir, name) for name in OUTPUTS)
-    fileio.check_outputs([md_path, json_path], overwrite=args.overwrite)
+    md_path, json_path = benchmark.report_paths(args, OUTPUTS)
     paths = build(args.output_dir)
     keys = list(paths)
     result = benchmark.appendix_b([paths[k] for k in keys], num_runs=args.num_runs,

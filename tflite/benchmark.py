@@ -156,6 +156,28 @@ class CommaList(argparse.Action):
         setattr(namespace, self.dest, items)
 
 
+def report_tool_parser(prog: str, doc: str, default_dir: str, reports: tuple[str, ...]):
+    """The command line shared by the tools that convert models into a folder, time them with the
+    protocol and write reports there (compare_model_garden, ablations): --output_dir (old
+    spelling --out_dir), --overwrite and the protocol flags."""
+    p = cli.ArgumentParser(prog, doc)
+    cli.add_output_flags(p, kind="dir", default=default_dir,
+                         help=f"folder for the .tflite files and {' / '.join(reports)} "
+                         f"(default {default_dir})")
+    p.add_alias("--out_dir", "--output_dir")
+    cli.add_protocol_flags(p)
+    return p
+
+
+def report_paths(args, reports: tuple[str, ...]) -> list[str]:
+    """OUTPUT_DIR/<report> for each report, after checking the folder is writable and that no
+    report exists unless --overwrite (before any work)."""
+    fileio.check_writable_dir(args.output_dir)
+    paths = [os.path.join(args.output_dir, name) for name in reports]
+    fileio.check_outputs(paths, overwrite=args.overwrite)
+    return paths
+
+
 def parse_args(argv=None):
     p = cli.ArgumentParser("python -m tflite.benchmark", __doc__)
     p.add_argument("models", nargs="+", help=".tflite files")
@@ -186,8 +208,8 @@ def parse_args(argv=None):
         p.error("--core applies to local runs; on --adb the device's fastest core is used")
     args.json_file = None  # the deprecated --json PATH: JSON whatever the suffix
     if args.json not in (None, "-"):
-        print(f"warning: --json PATH is deprecated and will be removed in the next release; use "
-              f"--output PATH.json", file=sys.stderr)
+        print("warning: --json PATH is deprecated and will be removed in the next release; use "
+              "--output PATH.json", file=sys.stderr)
         args.json_file, args.json = args.json, None
     if args.table:
         print(f"warning: --table is deprecated and will be removed in the next release; use "

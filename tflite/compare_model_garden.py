@@ -81,14 +81,10 @@ def build_variant(source_prefix, name, size, attention, path, num_calibration, l
 
 
 def parse_args(argv=None):
-    p = cli.ArgumentParser("python -m tflite.compare_model_garden", __doc__)
-    cli.add_output_flags(p, kind="dir", default="runs/compare_model_garden",
-                         help="folder for the .tflite files and comparison.md / .json "
-                         "(default runs/compare_model_garden)")
-    p.add_alias("--out_dir", "--output_dir")
+    p = benchmark.report_tool_parser("python -m tflite.compare_model_garden", __doc__,
+                                     "runs/compare_model_garden", OUTPUTS)
     p.add_argument("--models", action=benchmark.CommaList, default=list(VARIANTS),
                    help=f"comma-separated, from {','.join(VARIANTS)} (default: all)")
-    cli.add_protocol_flags(p)
     p.add_argument("--num_calibration", type=cli.positive_int, default=32,
                    help="calibration images, the same for every model (default 32)")
     args = p.parse_args(argv)
@@ -101,9 +97,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    fileio.check_writable_dir(args.output_dir)
-    md_path, json_path = (os.path.join(args.output_dir, name) for name in OUTPUTS)
-    fileio.check_outputs([md_path, json_path], overwrite=args.overwrite)
+    md_path, json_path = benchmark.report_paths(args, OUTPUTS)
     rows = []
     for name in args.models:
         size = input_size(name)

@@ -2,7 +2,6 @@
 import hashlib
 import os
 
-import numpy as np
 import pytest
 import tf_keras as keras
 
