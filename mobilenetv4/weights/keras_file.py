@@ -13,9 +13,11 @@ width or attention type) even where every tensor shape would fit.
 """
 from __future__ import annotations
 
+import json
 import os
 import re
-from typing import Optional, Tuple
+import zipfile
+from typing import List, Optional, Tuple
 
 from mobilenetv4 import build_record
 from mobilenetv4.cli import UserError
@@ -105,10 +107,63 @@ def load_weights(model, path) -> None:
   if os.path.isdir(path):
     raise UserError(f"weights {path} is a directory; pass a weights file (.h5, .weights.h5, "
                     ".keras), a TF checkpoint prefix or a timm .safetensors file")
+  code = code_layers(path)
+  if code:
+    raise UserError(f"{path} is a whole model whose architecture holds Python code (Lambda layer "
+                    f"{', '.join(code[:3])}); it is not read. Pass weights saved with "
+                    "model.save_weights instead")
   try:
     model.load_weights(path)
   except (ValueError, OSError, KeyError) as error:
     raise UserError(_mismatch_message(model, path, error)) from None
+
+
+def _stored_architecture(path) -> Optional[str]:
+  """The JSON architecture a whole-model `.h5` / `.keras` stores (read as text, never
+  deserialised), or None for a weights-only file."""
+  try:
+    if path.endswith((".h5", ".hdf5")):
+      import h5py  # pylint: disable=g-import-not-at-top
+      with h5py.File(path, "r") as f:
+        raw = f.attrs.get("model_config")
+    elif path.endswith(".keras") and zipfile.is_zipfile(path):
+      with zipfile.ZipFile(path) as archive:
+        raw = archive.read("config.json") if "config.json" in archive.namelist() else None
+    else:
+      return None
+  except (OSError, KeyError, zipfile.BadZipFile):
+    return None  # unreadable: load_weights reports it
+  return raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+
+
+def code_layers(path) -> List[str]:
+  """Names of the layers of a whole-model file whose stored config carries Python code (Keras
+  `Lambda`), found by reading the architecture as JSON; [] for weights-only files.
+
+  Args:
+    path: a `.h5` or `.keras` file.
+  """
+  raw = _stored_architecture(os.fspath(path))
+  if not raw:
+    return []
+  try:
+    config = json.loads(raw)
+  except ValueError:
+    return []
+  found = []
+
+  def walk(node):
+    if isinstance(node, dict):
+      if node.get("class_name") == "Lambda":
+        found.append(str((node.get("config") or {}).get("name", "?")))
+      for value in node.values():
+        walk(value)
+    elif isinstance(node, list):
+      for value in node:
+        walk(value)
+
+  walk(config)
+  return found
 
 
 _HINT = "were the weights saved from another model, width or class count?"
