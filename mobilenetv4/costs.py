@@ -124,6 +124,12 @@ def layer_costs(model, input_shape=None):
   Args:
     model: a built tf_keras model (ours, keras.applications, or any made of standard layers).
     input_shape: (H, W, C) to measure at, required when the model accepts any size.
+
+  Returns:
+    A list of LayerCost in execution order (the model runs once on a zero batch of one).
+
+  Raises:
+    ValueError: the model accepts any size and no `input_shape` was given.
   """
   owners = _owners(model)
   targets = [layer for _, _, layer in owners.values() if _kind(layer)]
@@ -141,10 +147,22 @@ def layer_costs(model, input_shape=None):
 
 
 def total_macs(model, input_shape=None):
+  """The sum of `layer_costs(model, input_shape)` MACs.
+
+  Args:
+    model: a built tf_keras model.
+    input_shape: (H, W, C) to measure at, required when the model accepts any size.
+  """
   return sum(cost.macs for cost in layer_costs(model, input_shape))
 
 
 def count_params(model, trainable=True):
-  """Parameter count; trainable=True counts BN gamma/beta but not BN moving statistics."""
+  """Parameter count, as timm quotes it.
+
+  Args:
+    model: a built tf_keras model (or layer).
+    trainable: count trainable weights only (BN gamma/beta included, BN moving statistics not);
+      False counts every weight.
+  """
   weights = model.trainable_weights if trainable else model.weights
   return int(sum(np.prod(w.shape) for w in weights))
