@@ -287,17 +287,22 @@ def registered_teacher(name=gin.REQUIRED, weights=gin.REQUIRED, classes=None, in
 
 
 @gin.configurable(module="distill")
-def trained_model(weights=gin.REQUIRED, model_fn=gin.REQUIRED, num_classes=gin.REQUIRED,
-                  image_size=gin.REQUIRED):
+def trained_model(weights=gin.REQUIRED, model_fn=None, num_classes=None, image_size=None):
   """A model built by `model_fn(num_classes, image_size)` (e.g. the trainer's mobilenetv4_model
   or `resized_model`) with the weights the trainer saved (model_dir/final.weights.h5). Only the
-  weights are read from the file."""
+  weights are read from the file (checked first); model_fn, num_classes and image_size are
+  required."""
   weights = os.fspath(weights)
   if not (os.path.exists(weights) or os.path.exists(weights + ".index")):
     raise UserError(f"teacher weights {weights} do not exist; train the teacher first "
                     "(python -m experiments.train ...) or fix the path")
   if weights.lower().endswith(PICKLE_SUFFIXES):
     raise UserError(f"teacher weights {weights} are pickle-based and are never loaded")
+  missing = [k for k, v in (("model_fn", model_fn), ("num_classes", num_classes),
+                            ("image_size", image_size)) if v is None]
+  if missing:
+    raise UserError(f"trained_model needs {', '.join('trained_model.' + k for k in missing)} "
+                    f"to build the model for {weights}")
   model = model_fn(num_classes=num_classes, image_size=image_size)
   _load_weights(model, weights)
   return model
