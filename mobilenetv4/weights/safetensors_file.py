@@ -31,7 +31,10 @@ class CheckpointError(UserError):
 
 
 def _not_safetensors(path: str, head: bytes) -> CheckpointError:
-  if head.startswith(b"PK\x03\x04") or head[:1] == b"\x80":
+  if head.startswith(b"\x93NUMPY") or path.endswith(".npz"):
+    what = "a numpy array file (.npy/.npz), not a checkpoint (it is not read)"
+    fix = "pass the model.safetensors file of a timm MobileNetV4 checkpoint"
+  elif head.startswith(b"PK\x03\x04") or head[:1] == b"\x80":
     what = "a zip/pickle archive (a PyTorch .pth/.bin checkpoint written by torch.save)"
     fix = ("download the model.safetensors file from the timm Hugging Face repository instead, "
                "or convert it where torch is installed with safetensors.torch.save_file(state_dict, PATH)")

@@ -233,3 +233,17 @@ def test_fixture_with_pickled_arrays_is_refused(tmp_path, small_case, capsys):
     cli.run(parity.main, [str(tmp_path)])
   assert info.value.code == 2 and "pickle" in capsys.readouterr().err
   assert not os.path.exists(marker)
+
+
+@pytest.mark.parametrize("suffix", [".npy", ".npz"])
+def test_numpy_files_with_objects_are_refused_unread(tmp_path, suffix):
+  marker = str(tmp_path / "MARKER")
+  path = str(tmp_path / f"weights{suffix}")
+  objects = np.array([_Payload(marker)], dtype=object)
+  if suffix == ".npy":
+    np.save(path, objects, allow_pickle=True)
+  else:
+    np.savez(path, w=objects)
+  with pytest.raises(cli.UserError, match="numpy array file") as error:
+    mobilenetv4.create_model("conv_small", weights=path, **SMALL)
+  assert path in _one_line(error) and not os.path.exists(marker)
