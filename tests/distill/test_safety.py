@@ -30,6 +30,8 @@ from mobilenetv4 import build_record
 from mobilenetv4.cli import UserError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "tests"))
+import cli_runner  # noqa: E402  tests/cli_runner.py: many CLIs forked from one TF-loaded interpreter
 ENV = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
            TF_CPP_MIN_LOG_LEVEL="3")
 
@@ -274,15 +276,8 @@ def test_killed_shard_write_leaves_no_partial_shard(tmp_path):
   assert sorted(os.listdir(tmp_path)) == ["started"]
 
 
-def _cli(args, timeout=300):
-  proc = subprocess.run([sys.executable, "-m", "experiments.distill.generate", *args], cwd=ROOT,
-                        env=ENV, capture_output=True, text=True, timeout=timeout)
-  errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
-  return proc.returncode, errors, proc.stderr
-
-
-def _gin_file(tmp_path, teacher, out, source_spec):
-  config = str(tmp_path / "gen.gin")
+def _gin_file(tmp_path, name, teacher, out, source_spec):
+  config = str(tmp_path / f"{name}.gin")
   with open(config, "w") as f:
     f.write(textwrap.dedent(f"""
         generate.datasets = [@d1/DistillDataset()]
@@ -300,45 +295,51 @@ def _gin_file(tmp_path, teacher, out, source_spec):
   return config
 
 
-@pytest.mark.parametrize("kind", ["h5", "keras"])
-def test_cli_refuses_hostile_teacher_exit_2_and_marker_never_exists(tmp_path, hostile,
-                                                                    source_spec, kind):
-  out = tmp_path / "shards"
-  out.mkdir()
-  (out / "notes.txt").write_text("a file that was here before")
-  before = _tree(str(out))
-  teacher = getattr(hostile, kind)
-  code, errors, stderr = _cli([f"--gin_file={_gin_file(tmp_path, teacher, out, source_spec)}"])
-  assert code == 2, stderr[-3000:]
-  assert len(errors) == 1 and teacher in errors[0] and "refused" in errors[0], stderr[-3000:]
-  assert "Traceback" not in stderr
-  assert not os.path.exists(hostile.marker)
-  assert {p: h for p, h in _tree(str(out)).items() if "/.locks/" not in p} == before
-
-
-def test_cli_second_live_generate_into_the_same_directory_exits_2(tmp_path, source_spec,
-                                                                  teacher_file):
-  out = str(tmp_path / "shards")
-  config = _gin_file(tmp_path, teacher_file, out, source_spec)
-  with gen._lock(out, 0, 1):  # pylint: disable=protected-access  # a live first run
-    code, errors, stderr = _cli([f"--gin_file={config}"])
-  assert code == 2, stderr[-3000:]
-  assert len(errors) == 1 and f"output_dir {out} is in use" in errors[0]
-  assert f"pid {os.getpid()}" in errors[0]
-  assert not glob.glob(os.path.join(out, "*.tfrecord"))
-
-
-@pytest.mark.parametrize("args, message", [
-    (["--num_workers=0"], "num_workers"),
-    (["--worker_index=2", "--num_workers=2"], "worker_index 2 is outside"),
-    (["--gin_param=generate.top_k = -3"], "top_k must be"),
-])
-def test_cli_bad_values_exit_2_with_one_line(tmp_path, source_spec, teacher_file, args, message):
-  config = _gin_file(tmp_path, teacher_file, str(tmp_path / "shards"), source_spec)
-  code, errors, stderr = _cli([f"--gin_file={config}", *args])
-  assert code == 2, stderr[-3000:]
-  assert len(errors) == 1 and message in errors[0], stderr[-3000:]
-  assert not os.path.exists(tmp_path / "shards")
+def test_cli_refusals_exit_2_with_one_line_and_touch_nothing(tmp_path, hostile, source_spec,
+                                                             teacher_file):
+  """`python -m experiments.distill.generate`: hostile teachers (the marker never appears), a
+  second live run into a locked directory, and bad values; each exit 2, one `error:` line, the
+  files already in the output directory unchanged, no shard written."""
+  cases = []  # (label, output dir, argv, what the error line must contain)
+  for kind in ("h5", "keras"):
+    out = tmp_path / f"out_{kind}"
+    out.mkdir()
+    (out / "notes.txt").write_text("a file that was here before")
+    teacher = getattr(hostile, kind)
+    cases.append((f"hostile .{kind}", out,
+                  [f"--gin_file={_gin_file(tmp_path, kind, teacher, out, source_spec)}"],
+                  [teacher, "refused", "trust_model_file"]))
+  locked = tmp_path / "out_locked"
+  cases.append(("locked", locked,
+                [f"--gin_file={_gin_file(tmp_path, 'locked', teacher_file, locked, source_spec)}"],
+                [f"output_dir {locked} is in use", f"pid {os.getpid()}"]))
+  for i, (args, message) in enumerate([
+      (["--num_workers=0"], "num_workers"),
+      (["--worker_index=2", "--num_workers=2"], "worker_index 2 is outside"),
+      (["--gin_param=generate.top_k = -3"], "top_k must be"),
+      (["--gin_param=d1/DistillDataset.replicas = 0"], "replicas must be"),
+  ]):
+    out = tmp_path / f"out_bad{i}"
+    cases.append((f"bad value {args}", out,
+                  [f"--gin_file={_gin_file(tmp_path, f'bad{i}', teacher_file, out, source_spec)}",
+                   *args], [message]))
+  before = {label: _tree(str(out)) for label, out, _, _ in cases}
+  with gen._lock(str(locked), 0, 1):  # pylint: disable=protected-access  # a live first run
+    results = cli_runner.run_all(
+        [("-m", "experiments.distill.generate", *argv) for _, _, argv, _ in cases], cwd=ROOT,
+        env=ENV, timeout=600)
+  problems = []
+  for (label, out, argv, wanted), result in zip(cases, results):
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    if not cli_runner.is_one_line_user_error(result):
+      problems.append(f"{label}: {cli_runner.describe(result, argv)}")
+    elif not all(w in lines[0] for w in wanted):
+      problems.append(f"{label}: {lines[0]!r} lacks {wanted}")
+    after = {p: h for p, h in _tree(str(out)).items() if "/.locks/" not in p}
+    if after != before[label]:
+      problems.append(f"{label}: files changed: {sorted(set(after) ^ set(before[label]))}")
+  assert not os.path.exists(hostile.marker), "code from a teacher file ran"
+  assert not problems, "\n".join(problems)
 
 
 def test_resume_refuses_finished_shards_of_other_settings(tmp_path, tiny, teacher_model):
