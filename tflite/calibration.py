@@ -256,14 +256,11 @@ def _load_trainer(spec, size, count, heldout, crop, num_classes, data_dir, log):
         if not pixels:
             raise ToolError(f"--calibration {spec}: its train split holds no images")
         log(f"  loaded {len(pixels)} calibration images from {spec} (train split)")
-    held_total, held_stream = _trainer_source(spec, "eval", num_classes, data_dir)
+    _, held_stream = _trainer_source(spec, "eval", num_classes, data_dir)
     held, labels, _ = _take(held_stream, heldout, size, crop, num_classes, spec, exclude=keys)
     if not held:
         raise ToolError(f"--calibration {spec}: its held-out split holds no images")
-    note = ""
-    if len(held) < heldout and held_total is not None and len(held) >= held_total:
-        note = f"the held-out split of {spec} holds {len(held)} images"
-    return Images(_stack(pixels, size), _stack(held, size), np.asarray(labels, np.int64), note,
+    return Images(_stack(pixels, size), _stack(held, size), np.asarray(labels, np.int64), "",
                   f"{spec}: {len(pixels)} train-split images for calibration, {len(held)} held-out-split images")
 
 
