@@ -63,10 +63,8 @@ def _check_arguments(model_arg, timm_path, output, overwrite):
   if keras_file.is_keras_weights(timm_path):
     raise cli.UserError(f"--timm {timm_path} is a tf_keras weights file, not a timm checkpoint; "
                         "pass the model.safetensors file of a timm MobileNetV4 checkpoint")
-  name = model_arg.partition(".")[0]
-  import mobilenetv4  # pylint: disable=g-import-not-at-top
-  if name not in mobilenetv4.list_models():
-    mobilenetv4.get_architecture(name)  # raises, listing the names
+  from mobilenetv4 import specs  # pylint: disable=g-import-not-at-top
+  specs.get(model_arg.partition(".")[0])  # an unknown name raises, listing the names
 
 
 def build_record_for(name, build, cfg) -> dict:

@@ -3,19 +3,29 @@
     model = mobilenetv4.create_model("conv_medium", weights="model.safetensors")
     logits = model(model.preprocess(images))
 
-See docs/weights.md. Nothing here needs torch.
+See docs/weights.md. Nothing here needs torch. The names below are imported lazily, so the
+TensorFlow-free parts (`python -m mobilenetv4.weights.parity --help`, the safetensors reader, the
+tag table) load without TensorFlow.
 """
-from mobilenetv4.weights.loader import (
-    LoadReport, WeightMismatchError, checkpoint_classes, load_timm_state_dict, load_timm_weights)
-from mobilenetv4.weights.preprocessing import make_preprocess
-from mobilenetv4.weights.pretrained import (
-    PretrainedCfg, get_pretrained_cfg, list_pretrained, resolve_pretrained_cfg)
-from mobilenetv4.weights.safetensors_file import CheckpointError, read_safetensors
-from mobilenetv4.weights.timm_keys import timm_targets
+import importlib
 
-__all__ = [
-    "CheckpointError", "LoadReport", "PretrainedCfg", "WeightMismatchError",
-    "checkpoint_classes", "get_pretrained_cfg", "list_pretrained", "load_timm_state_dict",
-    "load_timm_weights", "make_preprocess", "read_safetensors", "resolve_pretrained_cfg",
-    "timm_targets",
-]
+_LAZY = {
+    "CheckpointError": "safetensors_file", "read_safetensors": "safetensors_file",
+    "LoadReport": "loader", "WeightMismatchError": "loader", "checkpoint_classes": "loader",
+    "load_timm_state_dict": "loader", "load_timm_weights": "loader",
+    "make_preprocess": "preprocessing",
+    "PretrainedCfg": "pretrained", "get_pretrained_cfg": "pretrained",
+    "list_pretrained": "pretrained", "resolve_pretrained_cfg": "pretrained",
+    "timm_targets": "timm_keys",
+}
+
+
+def __getattr__(name):
+  if name in _LAZY:
+    value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    globals()[name] = value
+    return value
+  raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = sorted(_LAZY)

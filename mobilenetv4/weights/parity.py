@@ -95,6 +95,8 @@ def main(argv=None):
   cases = args.cases or list_cases(args.directory)
   if not cases:
     raise cli.UserError(f"no fixture cases (*.json) in {args.directory}")
+  for case in cases:  # every case readable before TensorFlow loads
+    _meta(args.directory, case)
   print("| case | model | width | classes | input (HxW) | max abs logit | max abs diff |")
   print("|---|---|---|---|---|---|---|")
   worst = 0.0
