@@ -1,4 +1,5 @@
-"""The five architectures and width variants against timm's published figures (REFERENCE.md)."""
+"""The five architectures and width variants against timm 1.0.31's figures (its
+`timm/models/mobilenetv3.py` MobileNetV4 definitions: parameter counts, MACs, blocks per stage)."""
 import functools
 
 import numpy as np
@@ -67,7 +68,7 @@ def test_blocks_per_stage(name):
   counts = [sum(n.startswith(f"stage{s}_") for n in names) for s in (1, 2, 3, 4)]
   counts.append(names.count("head_conv"))
   expected = BLOCKS_PER_STAGE[name]
-  # the "stem" column of REFERENCE.md counts stage 1 (timm blocks.0); our stem is separate
+  # timm's blocks.0 is our stage 1; timm's conv_stem is our separate "stem"
   assert counts == expected
 
 
