@@ -32,7 +32,13 @@ def name_in_path(path: str):
 
 
 def attach_pretrained_cfg(model, cfg: PretrainedCfg):
-  """Gives `model` its tag's config and preprocessing function."""
+  """Gives `model` its tag's config (`model.pretrained_cfg`) and preprocessing function
+  (`model.preprocess`).
+
+  Args:
+    model: the model.
+    cfg: the checkpoint's tag config.
+  """
   model.pretrained_cfg = cfg
   model.preprocess = make_preprocess(cfg)
   return model
@@ -44,6 +50,19 @@ def create_from_timm(name: str, path, build: Callable[..., object], *,
 
   `classes` defaults to the checkpoint's class count; a different `classes` (fine-tuning)
   leaves a freshly initialised classifier and loads everything else.
+
+  Args:
+    name: the registered model name.
+    path: the timm `.safetensors` file (a PyTorch pickle is refused unread).
+    build: builds the model from create_model keyword arguments.
+    pretrained_tag: the checkpoint's tag when the path does not name it.
+    **overrides: create_model keyword arguments (padding and bn_epsilon default to timm's).
+
+  Returns:
+    The model, with `model.pretrained_cfg` and `model.preprocess` attached.
+
+  Raises:
+    CheckpointError (a mobilenetv4.cli.UserError): the file is not a fitting checkpoint.
   """
   path = os.fspath(path)
   state = read_safetensors(path)
