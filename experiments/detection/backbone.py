@@ -8,8 +8,9 @@ Garden's own MobileNet backbone returns), and `output_specs` {level: TensorShape
 
 Weights: `weights` names a tf_keras `.h5` (ImageNet-trained by `experiments.train`, or converted
 from timm by `python -m mobilenetv4.convert`). Its build record supplies the padding, BN epsilon
-and width it was made with; the weights are read layer by layer (`load_weights(by_name=True)`),
-never with `keras.models.load_model`, and every backbone layer must be found in the file.
+and width it was made with; the file's model is rebuilt by `mobilenetv4.create_model(name,
+weights=...)` (weights only, never `keras.models.load_model`) and each backbone layer takes the
+weights of its namesake, so the backbone computes exactly the classifier's features.
 """
 from __future__ import annotations
 
@@ -76,21 +77,6 @@ def check_model_name(name: str) -> str:
   return name
 
 
-def _h5_layer_names(path: str) -> set[str]:
-  import h5py
-  try:
-    with h5py.File(path, "r") as f:
-      group = f["model_weights"] if "model_weights" in f else f
-      names = group.attrs.get("layer_names")
-  except OSError as e:
-    raise UserError(f"backbone weights {path} are not a readable HDF5 file ({e}); give the .h5 "
-                    "written by mobilenetv4.convert or experiments.train") from None
-  if names is None:
-    raise UserError(f"backbone weights {path} hold no tf_keras weights (no layer_names); give "
-                    "the .h5 written by mobilenetv4.convert or experiments.train")
-  return {n.decode() if isinstance(n, bytes) else str(n) for n in names}
-
-
 def resolve_build(cfg: MobileNetV4, norm_momentum: float, norm_epsilon: float) -> dict:
   """create_model keyword arguments for `cfg`, completed from the weights file's build record."""
   from mobilenetv4 import build_record
@@ -129,19 +115,34 @@ def resolve_build(cfg: MobileNetV4, norm_momentum: float, norm_epsilon: float) -
   return build
 
 
-def load_backbone_weights(features: tf_keras.Model, path: str) -> None:
-  """Loads an .h5 (a classifier's or a backbone's) into our features model, layer by name; every
-  layer of `features` that has weights must be in the file, with the same shapes."""
-  wanted = {layer.name for layer in features.layers if layer.weights}
-  missing = sorted(wanted - _h5_layer_names(path))
+def load_backbone_weights(features: tf_keras.Model, path: str, model_name: str,
+                          build: dict) -> None:
+  """Copies the weights of an .h5 (a classifier's or a backbone's, in any tf_keras format) into
+  our features model: the file's own model is rebuilt by `mobilenetv4.create_model(name,
+  weights=path)` (its build record supplies classes, width, padding, epsilon; nothing in the file
+  is deserialised as code) and every layer of `features` that has weights takes them from the
+  layer of the same name, so the backbone computes exactly the classifier's features."""
+  import mobilenetv4
+  kwargs = {k: build[k] for k in ("width_multiplier", "padding", "bn_epsilon", "attention_type")
+            if build.get(k) is not None}
+  try:
+    source = mobilenetv4.create_model(model_name, weights=path,
+                                      input_shape=tuple(features.input_shape[1:]), **kwargs)
+  except (ValueError, OSError, TypeError) as e:
+    raise UserError(f"backbone weights {path} cannot be loaded into {model_name}: "
+                    f"{' '.join(str(e).split())[:300]}") from None
+  names = {layer.name for layer in source.layers}
+  missing = [layer.name for layer in features.layers if layer.weights and layer.name not in names]
   if missing:
     raise UserError(f"backbone weights {path} lack layers {', '.join(missing[:4])}"
                     f"{' ...' if len(missing) > 4 else ''}; they are not weights of this backbone")
-  try:
-    features.load_weights(path, by_name=True)
-  except ValueError as e:
-    raise UserError(f"backbone weights {path} do not fit {features.name}: "
-                    f"{' '.join(str(e).split())[:300]}") from None
+  for layer in features.layers:
+    if layer.weights:
+      try:
+        layer.set_weights(source.get_layer(layer.name).get_weights())
+      except ValueError as e:
+        raise UserError(f"backbone weights {path} do not fit layer {layer.name}: "
+                        f"{' '.join(str(e).split())[:200]}") from None
 
 
 class MobileNetV4Backbone(tf_keras.Model):
@@ -163,7 +164,9 @@ class MobileNetV4Backbone(tf_keras.Model):
         padding=padding, bn_epsilon=bn_epsilon, bn_momentum=bn_momentum,
         kernel_regularizer=kernel_regularizer)
     if weights:
-      load_backbone_weights(features, weights)
+      load_backbone_weights(features, weights, model_name, dict(
+          width_multiplier=width_multiplier, padding=padding, bn_epsilon=bn_epsilon,
+          attention_type=attention_type))
     inputs = tf_keras.Input(shape=shape, name="image")
     endpoints = features(inputs)
     outputs = {level: endpoints[name] for level, name in LEVELS.items()}
