@@ -35,7 +35,8 @@ def _with_backbone(params, spec: str):
 
 
 def summarize(params, backbones=None) -> list[dict]:
-  """One row per backbone: {backbone, input, part: {params, trainable, macs}}."""
+  """One row per backbone: {name, input, classes, backbone/fpn/head/total: {params, trainable,
+  macs}}."""
   from experiments.detection import detector
   size = detector.input_size(params)
   if not backbones:
@@ -47,7 +48,7 @@ def summarize(params, backbones=None) -> list[dict]:
     params = _with_backbone(params, spec)
     model = detector.build_model(params, size, batch_size=1)
     costs = detector.part_costs(model, size)
-    rows.append({"backbone": spec, "input": f"{size[0]}x{size[1]}",
+    rows.append({"name": spec, "input": f"{size[0]}x{size[1]}",
                  "classes": params.task.model.num_classes, **costs})
   return rows
 
@@ -58,7 +59,7 @@ def table(rows):
              "total params", "total trainable", "backbone GMACs", "FPN GMACs", "head GMACs",
              "total GMACs"])
   for r in rows:
-    t.add([r["backbone"], r["input"], r["classes"]]
+    t.add([r["name"], r["input"], r["classes"]]
           + [f"{r[p]['params']:,}" for p in ("backbone", "fpn", "head", "total")]
           + [f"{r['total']['trainable']:,}"]
           + [f"{r[p]['macs'] / 1e9:.3f}" for p in ("backbone", "fpn", "head", "total")])
