@@ -262,7 +262,8 @@ def available_memory_bytes() -> int:
 
 def forward_bytes(model) -> int:
     """Estimated memory of one float32 forward pass of a batch of one: the largest layer's inputs
-    plus output, times FORWARD_MEMORY_FACTOR, from the model's symbolic shapes (nothing is run)."""
+    plus output (plus an attention block's logits), times FORWARD_MEMORY_FACTOR, from the model's
+    symbolic shapes (nothing is run)."""
     def elements(shape):
         shapes = shape if shape and isinstance(shape[0], (tuple, list)) else [shape]
         return sum(math.prod(1 if d is None else int(d) for d in s) for s in shapes if s)
@@ -273,8 +274,18 @@ def forward_bytes(model) -> int:
             n = elements(layer.input_shape) + elements(layer.output_shape)
         except (AttributeError, RuntimeError, TypeError):
             continue
-        largest = max(largest, n)
+        largest = max(largest, n + attention_logits(layer))
     return largest * FLOAT_BYTES * FORWARD_MEMORY_FACTOR
+
+
+def attention_logits(layer) -> int:
+    """Elements of an attention block's logits [heads, n, m] (an intermediate, not an output,
+    and the largest tensor of a hybrid at high resolution); 0 for other layers."""
+    if not all(hasattr(layer, a) for a in ("num_heads", "kv_strides")):
+        return 0
+    _, h, w, _ = layer.input_shape
+    s = layer.kv_strides
+    return int(layer.num_heads) * int(h) * int(w) * math.ceil(int(h) / s) * math.ceil(int(w) / s)
 
 
 def check_input_memory(height: int, width: int, what: str) -> None:

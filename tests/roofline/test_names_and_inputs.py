@@ -182,3 +182,19 @@ def test_documented_old_flag_spellings_are_aliases(capsys):
                               ("--fig3-models", "--fig3_models"),
                               ("--per-model-plots", "--per_model_plots"), ("--out", "--output_dir")]:
         assert f"warning: {flag} is deprecated" in err and f"use {replacement}" in err
+
+
+def test_forward_memory_estimate_counts_attention_logits(monkeypatch):
+    import tf_keras as keras
+    from mobilenetv4 import layers as L
+    inputs = keras.Input((8, 8, 16), batch_size=1)
+    block = L.MobileAttentionBlock(num_heads=2, key_dim=4, kv_strides=2, name="mqa")
+    model = keras.Model(inputs, block(inputs))
+    # Input and output 8x8x16 each, logits 2 heads x 64 queries x 16 keys.
+    assert zoo.attention_logits(block) == 2 * 64 * 16
+    need = (2 * 8 * 8 * 16 + 2 * 64 * 16) * 4 * zoo.FORWARD_MEMORY_FACTOR
+    assert zoo.forward_bytes(model) == need
+    zoo.check_model_memory(model, "tiny")  # fits
+    monkeypatch.setattr(zoo, "available_memory_bytes", lambda: need - 1)
+    with pytest.raises(UserError, match="tiny at 8x8 needs about .* choose a smaller input size"):
+        zoo.check_model_memory(model, "tiny")
