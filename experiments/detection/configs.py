@@ -73,7 +73,10 @@ def _model(name: str, *, input_size: int, num_classes: int, stochastic_depth: fl
       norm_activation=common.NormActivation(activation="relu", use_sync_bn=False,
                                             norm_momentum=0.99, norm_epsilon=1e-3),
       detection_generator=mg_retinanet.DetectionGenerator(
-          pre_nms_score_threshold=pre_nms_score_threshold, max_num_detections=100))
+          pre_nms_score_threshold=pre_nms_score_threshold, max_num_detections=100,
+          # The exported TFLite_Detection_PostProcess op: same threshold and count as above.
+          tflite_post_processing=common.TFLitePostProcessingConfig(
+              max_detections=100, nms_score_threshold=pre_nms_score_threshold)))
 
 
 def _cosine_adam(peak: float, total_steps: int, warmup_steps: int):
