@@ -23,7 +23,7 @@ import sys
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORKERS = 2
 
-Result = collections.namedtuple("Result", "code stdout stderr")
+Result = collections.namedtuple("Result", "code stdout stderr seconds", defaults=(None,))
 
 _ZYGOTE = r"""
 import json, os, runpy, shutil, sys, tempfile, time, traceback
@@ -32,7 +32,7 @@ for lib in ("numpy", "tensorflow", "tf_keras", "h5py", "gin", "absl.app", "absl.
     __import__(lib)
   except Exception:
     pass
-argvs, workers, timeout = json.load(sys.stdin)
+argvs, workers, timeout, kill_after = json.load(sys.stdin)
 tmp = tempfile.mkdtemp(prefix="cli-runner-")
 
 def child(i, argv):
@@ -84,17 +84,23 @@ while pending or running:
     running[i] = child(i, argv)
   for i, (pid, started, out, err) in list(running.items()):
     done, status = os.waitpid(pid, os.WNOHANG)
-    if not done and time.time() - started > timeout:
+    killed = False
+    if not done and kill_after[i] is not None and time.time() - started >= kill_after[i]:
+      os.kill(pid, 9)  # the caller asked for it: report the kill
+      done, status = os.waitpid(pid, 0)
+      killed = True
+    elif not done and time.time() - started > timeout:
       os.kill(pid, 9)
       done, status = os.waitpid(pid, 0)
       status = None
     if done:
       del running[i]
-      if status is None or os.WIFSIGNALED(status):
+      if status is None or (os.WIFSIGNALED(status) and not killed):
         result = None
       else:
         with open(out, errors="replace") as f, open(err, errors="replace") as g:
-          result = [os.waitstatus_to_exitcode(status), f.read(), g.read()]
+          result = [os.waitstatus_to_exitcode(status), f.read(), g.read(),
+                    time.time() - started]
       print(json.dumps([i, result]), flush=True)
   time.sleep(0.02)
 shutil.rmtree(tmp, ignore_errors=True)
@@ -112,25 +118,31 @@ def environment(extra=None):
 
 def run_subprocess(argv, cwd=None, env=None, timeout=300):
   """One command in a fresh interpreter: argv as for run_all."""
+  import time
+  started = time.time()
   try:
     p = subprocess.run([sys.executable, *argv], check=False, cwd=cwd or REPO, env=environment(env),
                        capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
-    return Result(p.returncode, p.stdout, p.stderr)
+    return Result(p.returncode, p.stdout, p.stderr, time.time() - started)
   except subprocess.TimeoutExpired as e:
     return Result(None, e.stdout or "", f"timed out after {timeout} s")
 
 
-def run_all(argvs, cwd=None, env=None, timeout=300):
+def run_all(argvs, cwd=None, env=None, timeout=300, kill_after=None, workers=WORKERS):
   """Runs each argv (a sequence: "-m", MODULE, args... | SCRIPT, args... | "-c", CODE, args...)
-  as `python ARGV` would, two at a time; returns [Result] in order."""
+  as `python ARGV` would, `workers` at a time; returns [Result] in order (`seconds`: wall time).
+
+  kill_after: per argv, None or the seconds after its start at which it gets SIGKILL (its result
+  then has code -9; it is not re-run)."""
   argvs = [[str(a) for a in argv] for argv in argvs]
+  kill_after = list(kill_after) if kill_after is not None else [None] * len(argvs)
   if not argvs:
     return []
   results = {}
   try:
     zygote = subprocess.run(
         [sys.executable, "-c", _ZYGOTE], check=False, cwd=cwd or REPO, env=environment(env),
-        capture_output=True, text=True, input=json.dumps([argvs, WORKERS, timeout]),
+        capture_output=True, text=True, input=json.dumps([argvs, workers, timeout, kill_after]),
         timeout=timeout * (2 + len(argvs) // WORKERS))
     for line in zygote.stdout.splitlines():
       try:
@@ -142,8 +154,11 @@ def run_all(argvs, cwd=None, env=None, timeout=300):
   except subprocess.TimeoutExpired:
     pass
   retry = [i for i in range(len(argvs)) if i not in results]
+  if retry and any(kill_after[i] is not None for i in retry):
+    raise RuntimeError("cli_runner: a command to be killed hung or died on its own: "
+                       + str([argvs[i] for i in retry]))
   if retry:
-    with concurrent.futures.ThreadPoolExecutor(WORKERS) as pool:
+    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
       done = pool.map(lambda i: run_subprocess(argvs[i], cwd, env, timeout), retry)
       results.update(zip(retry, done))
   return [results[i] for i in range(len(argvs))]

@@ -14,7 +14,8 @@ leaving its own marker file in `directory/markers` if it ever does:
   pickle.safetensors  the pickle under a .safetensors name
   run/                a training run directory: build.json (conv_small, 10 classes, 32 px),
                       final.weights.h5 = model_record.h5, checkpoints/ whose files are pickles
-  images/             an image folder (one class sub-folder) whose .png/.jpg are pickles
+  images/             an image folder (one class sub-folder) of 16 .png/.jpg files and an
+                      .npy and a .pkl, all pickles
 
 tests/reliability/test_no_code_execution.py checks that these files really are hostile.
 """
@@ -98,7 +99,7 @@ def make_hostile(directory):
 
   images = os.path.join(directory, "images")
   os.makedirs(os.path.join(images, "digit"))
-  for i, suffix in enumerate((".png", ".jpg", ".npy", ".pkl")):
+  for i, suffix in enumerate((".png", ".jpg") * 8 + (".npy", ".pkl")):
     with open(os.path.join(images, "digit", f"{i}{suffix}"), "wb") as f:
       f.write(pickle.dumps(_Payload(marker(f"images_{i}{suffix}"))))
   paths["images"] = images

@@ -182,6 +182,11 @@ def test_distill_generate_teachers_run_no_code(tmp_path):
   gin = _generate_gin(tmp_path, source)
   gen = ("-m", "experiments.distill.generate")
   fake = p["pickle.safetensors"]
+  trained = ("--gin_param=generate.teacher = @teacher/trained_model()",
+             "--gin_param=teacher/trained_model.model_fn = @teacher/mobilenetv4_model",
+             "--gin_param=teacher/trained_model.num_classes = 10",
+             "--gin_param=teacher/trained_model.image_size = 32",
+             "--gin_param=teacher/mobilenetv4_model.name = 'conv_small'")
 
   def teacher(value, expect, path):
     return (f"generate.teacher = {value}",
@@ -195,12 +200,12 @@ def test_distill_generate_teachers_run_no_code(tmp_path):
       teacher(f"'{p['evil.npy']}'", REFUSE, p["evil.npy"]),
       teacher(f"'{p['run']}'", CLEAN, p["run"]),
       ("teacher/trained_model.weights = full-model .h5",
-       gen + tuple(gin) + ("--gin_param=generate.teacher = @teacher/trained_model()",
-                           f"--gin_param=teacher/trained_model.weights = '{p['model.h5']}'"),
+       gen + tuple(gin) + trained + (
+           f"--gin_param=teacher/trained_model.weights = '{p['model.h5']}'",),
        CLEAN, p["model.h5"]),
       ("teacher/trained_model.weights = .pt",
-       gen + tuple(gin) + ("--gin_param=generate.teacher = @teacher/trained_model()",
-                           f"--gin_param=teacher/trained_model.weights = '{p['evil.pt']}'"),
+       gen + tuple(gin) + trained + (
+           f"--gin_param=teacher/trained_model.weights = '{p['evil.pt']}'",),
        REFUSE, p["evil.pt"]),
       ("registered_teacher.weights = .pkl",
        gen + tuple(gin) + ("--gin_param=generate.teacher = @registered_teacher()",
