@@ -1,5 +1,6 @@
 """Dynamic mixing of the distillation datasets and the student input pipeline."""
 import collections
+import os
 
 import numpy as np
 import pytest
@@ -80,3 +81,26 @@ def test_distillation_data_refuses_bad_values_in_one_line(generated):
     assert message in str(info.value).splitlines()[0]  # the line a CLI prints
   with pytest.raises(UserError, match="does not exist"):
     mixing.DistillationData(generated + "/missing", datasets=("d1",), ratios=(1,))
+
+
+def test_student_trains_through_the_trainer(generated, tmp_path):
+  """The student's loop is the trainer's (no loop of its own here): a few steps on the mixture,
+  with the trainer's checkpoints and final weights."""
+  import tf_keras as keras
+  from experiments import trainer
+
+  def model_fn(num_classes, image_size):
+    keras.utils.set_random_seed(0)
+    return keras.Sequential([keras.layers.Input((image_size, image_size, 3)),
+                             keras.layers.Conv2D(4, 3), keras.layers.GlobalAveragePooling2D(),
+                             keras.layers.Dense(num_classes)])
+
+  data = mixing.DistillationData(generated, datasets=("d1", "d2"), ratios=(1, 1),
+                                 shuffle_buffer=0, deterministic=True)
+  model_dir = str(tmp_path / "student")
+  results = trainer.train(model_dir, data=data, model_fn=model_fn, batch_size=16, epochs=1,
+                          peak_learning_rate=1e-3, max_steps=3, checkpoint_every_steps=2,
+                          mixed_precision="float32", log_every_steps=1)
+  assert results["step"] == 3
+  assert os.path.isfile(os.path.join(model_dir, "final.weights.h5"))
+  assert os.listdir(os.path.join(model_dir, "checkpoints"))  # the trainer's checkpoint step
