@@ -11,6 +11,10 @@ process's. Two children run at a time. A child that hangs past the timeout or di
 depend on the shortcut.
 
 Usage: `run_all([("-m", "tflite.export", "--help"), ...], cwd=..., env={...})` -> [Result].
+
+Import it with `load()` below (tests/test_contract.py, tests/reliability/conftest.py): putting
+tests/ itself on sys.path would let tests/tflite, tests/mobilenetv4 and tests/experiments shadow the
+real packages as namespace packages wherever the repository is not on sys.path.
 """
 import collections
 import concurrent.futures

@@ -20,8 +20,21 @@ import os
 import re
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import cli_runner  # tests/cli_runner.py
+
+def _load_cli_runner():
+  """tests/cli_runner.py, loaded by path: tests/ itself must not go on sys.path (tests/tflite etc.
+  would shadow the real packages as namespace packages)."""
+  import importlib.util
+  if "cli_runner" not in sys.modules:
+    spec = importlib.util.spec_from_file_location(
+        "cli_runner", os.path.join(os.path.dirname(os.path.abspath(__file__)), "cli_runner.py"))
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["cli_runner"] = module
+    spec.loader.exec_module(module)
+  return sys.modules["cli_runner"]
+
+
+cli_runner = _load_cli_runner()
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGES = ("mobilenetv4", "experiments", "tflite")

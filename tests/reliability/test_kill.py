@@ -16,13 +16,9 @@ kill lands in the tool's own work rather than in `import tensorflow`.
 import json
 import os
 import random
-import sys
 
+import cli_runner  # tests/cli_runner.py, registered by tests/reliability/conftest.py
 import pytest
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import cli_runner  # tests/cli_runner.py
 from hostile_files import write_digits_tfrecord
 
 KILLS = 3

@@ -19,11 +19,8 @@ TensorFlow, two at a time).
 """
 import os
 import shutil
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import cli_runner  # tests/cli_runner.py
+import cli_runner  # tests/cli_runner.py, registered by tests/reliability/conftest.py
 
 FIXTURE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "weights",
                        "fixtures", "conv_small_w0125.safetensors")
@@ -178,6 +175,10 @@ def test_existing_outputs_and_inputs_are_never_overwritten(tmp_path):
     if not cli_runner.is_one_line_user_error(result):
       problems.append(f"{label}: expected exit 2 and one 'error:' line; "
                       + cli_runner.describe(result))
+    else:
+      error = next(x for x in cli_runner.error_lines(result.stderr) if x.startswith("error:"))
+      if not any(os.path.basename(name) in error for name in before[label]):
+        problems.append(f"{label}: the error does not name the file it protects: {error}")
     after = _snapshot(d)
     if after != before[label]:
       changed = sorted(k for k in set(after) | set(before[label])

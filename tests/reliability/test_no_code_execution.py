@@ -21,13 +21,9 @@ traceback) is fine.
 """
 import json
 import os
-import sys
 
+import cli_runner  # tests/cli_runner.py, registered by tests/reliability/conftest.py
 import pytest
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import cli_runner  # tests/cli_runner.py
 from hostile_files import make_hostile, write_digits_tfrecord
 
 REFUSE = "refuse"  # exit 2, one error line naming the file
