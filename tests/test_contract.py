@@ -88,7 +88,7 @@ def _run_all(argvs):
   argvs = list(dict.fromkeys(argvs))
   todo = [a for a in argvs if a not in _CACHE]
   for argv, result in zip(todo, cli_runner.run_all(todo, timeout=TIMEOUT)):
-    _CACHE[argv] = tuple(result)
+    _CACHE[argv] = tuple(result)[:3]
   return {a: _CACHE[a] for a in argvs}
 
 
