@@ -62,12 +62,11 @@ def evaluate(params, paths, *, max_images: int | None = None, log=print) -> dict
     if max_images is not None and count >= max_images:
       break
     image = features.numpy()[0]
-    groundtruths = tf.nest.map_structure(lambda t: t.numpy(), labels["groundtruths"])
-    image_info = labels["image_info"].numpy()
+    groundtruths = labels["groundtruths"]  # tensors, as Model Garden's evaluator expects
     for path, runner in runners.items():
-      predictions = _detections(runner, image)
+      predictions = {k: tf.constant(v) for k, v in _detections(runner, image).items()}
       predictions["source_id"] = groundtruths["source_id"]
-      predictions["image_info"] = image_info
+      predictions["image_info"] = labels["image_info"]
       evaluators[path].update_state(groundtruths, predictions)
     count += 1
   if count == 0:
