@@ -216,9 +216,8 @@ def _from_record(record, weights, where, image_size):
     model = _resize_wrap(model, tuple(int(s) for s in outer[:2]))
   _load_weights(model, weights)
   model = _at_size(model, image_size)
-  which = record.get("weights") or "raw"
   return Teacher(model, record.get("preprocessing"),
-                 f"{weights} ({build_record.describe(record)}; {which} weights)")
+                 f"{weights} ({build_record.describe(record)})")
 
 
 def _load_weights(model, path):
