@@ -24,7 +24,7 @@ def readme_path_section():
     section = text.split("## The full path", 1)[1].split("\n## ", 1)[0]
     block = re.search(r"```bash\n(.*?)```", section, re.S).group(1)
     commands = [shlex.split(c) for c in block.replace("\\\n", " ").splitlines() if c.strip()]
-    quick = re.search(r"add `(--gin_param=[^`]+)` to the first command", section).group(1)
+    quick = re.search(r"add `(--gin_param=[^`]+)` to the first command", " ".join(section.split())).group(1)
     return commands, shlex.split(quick)[0], section
 
 
@@ -38,7 +38,7 @@ def test_readme_shows_the_path_without_model_flags():
     assert "--checkpoint" in export and "--calibration" in export and quick.startswith("--gin_param=")
 
 
-@pytest.mark.slow  # ~2-3 min on 2 cores: a short training, one INT8 conversion, one benchmark
+@pytest.mark.slow  # 6-epoch training, one INT8 conversion, one benchmark: ~6 min on 2 loaded cores
 def test_readme_train_export_benchmark(tmp_path):
     commands, quick, _ = readme_path_section()
     run_dir = str(tmp_path / "mnv4_quickstart")
@@ -57,7 +57,7 @@ def test_readme_train_export_benchmark(tmp_path):
     assert report["weights"] == "ema" and report["graph"]["precision"] == "INT8"
     assert report["input_size"] == [32, 32] and report["graph"]["output"]["shape"] == [1, 10]
     assert fid["images"] == 360  # the whole held-out split of sklearn_digits
-    assert fid["keras_top1"] > 0.3, fid  # far above chance (10%) even after the quick trial
+    assert fid["keras_top1"] > 0.3, fid  # far above chance (10%) after the 6-epoch trial (measured 46.1%)
     assert abs(fid["tflite_top1"] - fid["keras_top1"]) <= 0.01, fid
     # The export's Keras figure is the trainer's own held-out evaluation (same EMA weights, same
     # eval transform).
