@@ -355,8 +355,9 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     if args.input_size is not None and len(args.input_size) > 2:
         p.error("--input_size takes H or H W")
-    if args.raw_weights and not (args.checkpoint or args.weights):
-        p.error("--raw_weights needs --checkpoint")
+    if args.raw_weights and not (args.checkpoint or (args.weights and os.path.exists(args.weights + ".index"))):
+        p.error("--raw_weights applies to --checkpoint (a weights file holds one set of weights: the "
+                "trainer writes the raw ones to final_raw.weights.h5)")
     return args
 
 
