@@ -84,7 +84,8 @@ def apply_record(name: str, path, overrides: dict, allowed) -> Tuple[dict, Optio
                     "that architecture from its record instead")
   build_record.check_compatible(record, name, overrides, where)
   build = {k: v for k, v in record.get("build", {}).items() if k in allowed}
-  build.update(overrides)
+  # An explicit value wins; None (a caller passing its default through) keeps the recorded one.
+  build.update({k: v for k, v in overrides.items() if v is not None or k not in build})
   if "input_shape" not in overrides and record.get("input_size") and not build.get(
       "features_only"):
     build["input_shape"] = (*record["input_size"], 3)

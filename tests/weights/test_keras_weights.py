@@ -51,6 +51,10 @@ def test_record_rebuilds_the_model_it_was_written_for(tmp_path):
   assert loaded.input_shape == (None, 64, 64, 3) and loaded.output_shape == (None, 10)
   x = np.random.default_rng(0).random((1, 64, 64, 3), np.float32)
   np.testing.assert_array_equal(loaded(x, training=False), model(x, training=False))
+  # a caller passing None through (its "not given") keeps the recorded width
+  again = mobilenetv4.create_model("conv_small", weights=path, width_multiplier=None,
+                                   input_shape=(None, None, 3))
+  np.testing.assert_array_equal(again(x, training=False), model(x, training=False))
 
 
 def test_another_variant_with_identical_shapes_is_refused(tmp_path):
