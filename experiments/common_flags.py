@@ -45,11 +45,19 @@ def parse_gin(gin_files, gin_params, finalize=False):
                     + (f" ({'; '.join(msg[1:3])})" if len(msg) > 1 else "")) from None
 
 
+_HELP_FLAGS = ("-h", "-?", "--help", "--helpshort", "--helpfull", "--helpxml")
+
+
 def _flags_parser(argv):
+  wants_help = any(arg.split("=")[0] in _HELP_FLAGS for arg in argv[1:])
   try:
     return flags.FLAGS(argv)
   except flags.Error as e:
     fail(f"{e} (see {os.path.basename(argv[0])} --help)")
+  except SystemExit:
+    if wants_help:  # absl's help flags print the usage and exit 1; asking for help succeeded
+      sys.exit(0)
+    raise
 
 
 def run(main):
