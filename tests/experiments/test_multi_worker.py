@@ -133,7 +133,8 @@ def test_two_workers_train_identically_and_resume_after_sigkill(tmp_path):
   events = glob.glob(str(model_dir / "train" / "events.out.tfevents.*")) + \
       glob.glob(str(model_dir / "eval" / "events.out.tfevents.*"))
   assert events
-  writers = {int(e.split(".")[-2]) for e in events}
+  # events.out.tfevents.TIME.HOST.PID.N.v2 (HOST may contain dots)
+  writers = {int(re.search(r"\.(\d+)\.\d+\.v2$", e).group(1)) for e in events}
   assert chief_pid in writers
   assert writers <= {chief_pid, first_pids[0]}, (writers, first_pids, worker_pid)
   assert (model_dir / ".lock").read_text().strip() == str(chief_pid)
