@@ -105,7 +105,10 @@ def listed_flags(help_text):
   first 'options:'-style section header) or absl's `  --name:` / `  --[no]name:` lines."""
   flags = []
   if _is_absl(help_text):
-    for m in re.finditer(r"^\s+(--(?:\[no\])?[^\s:]+):", help_text, re.MULTILINE):
+    # after absl's "flags:" header (the usage text above it may quote commands); a listed flag is
+    # `  --name: help` or `  --[no]name: help`
+    listing = help_text.split("\nflags:\n", 1)[-1]
+    for m in re.finditer(r"^\s+(--(?:\[no\])?[^\s:=]+):(?:\s|$)", listing, re.MULTILINE):
       flags.append(m.group(1).replace("[no]", ""))
     return flags
   in_sections = False
