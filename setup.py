@@ -2,6 +2,7 @@
 
 `pip install -e .` installs every runtime dependency. `pip install -e .[dev]` adds the test tools.
 """
+
 from setuptools import find_packages, setup
 
 setup(

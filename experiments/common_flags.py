@@ -5,6 +5,7 @@ the distillation generator into one process, so the flags they share are defined
 the one way these jobs start: the package's CLI convention (docs/CONTRACT.md) on top of absl: a bad
 flag, a bad gin file or binding, or any `UserError` is one `error: ...` line and exit 2.
 """
+
 import os
 import sys
 
@@ -15,66 +16,81 @@ from mobilenetv4.cli import EXIT_USER_ERROR, UserError, exit_code, fail
 
 GIN_FILES = flags.DEFINE_multi_string("gin_file", [], "Gin files, applied in order.")
 GIN_PARAMS = flags.DEFINE_multi_string(
-    "gin_param", [], "Gin bindings applied after the files, e.g. \"train.epochs = 3\".")
+    "gin_param", [], "Gin bindings applied after the files, e.g. \"train.epochs = 3\"."
+)
 CPU_DEVICES = flags.DEFINE_integer(
-    "cpu_devices", None,
+    "cpu_devices",
+    None,
     "Split the CPU into this many logical devices (to try the mirrored strategy on one CPU).",
-    lower_bound=1)
+    lower_bound=1,
+)
 
 
 def split_cpu_if_asked():
-  """Applies --cpu_devices; must run before TensorFlow initialises its devices."""
-  if CPU_DEVICES.value:
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
-    cpu = tf.config.list_physical_devices("CPU")[0]
-    tf.config.set_logical_device_configuration(
-        cpu, [tf.config.LogicalDeviceConfiguration()] * CPU_DEVICES.value)
+    """Applies --cpu_devices; must run before TensorFlow initialises its devices."""
+    if CPU_DEVICES.value:
+        import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * CPU_DEVICES.value
+        )
 
 
 def parse_gin(gin_files, gin_params, finalize=False):
-  """Parses gin files and bindings; a missing file or a bad binding is a UserError naming it."""
-  import gin  # pylint: disable=g-import-not-at-top
-  for path in gin_files:
-    if not os.path.isfile(path):
-      raise UserError(f"gin file '{path}' does not exist")
-  try:
-    gin.parse_config_files_and_bindings(gin_files, gin_params, finalize_config=finalize)
-  except (ValueError, KeyError, ImportError, SyntaxError, NameError) as e:
-    msg = [line.strip() for line in str(e).strip().splitlines() if line.strip()] or ["?"]
-    raise UserError(f"bad gin configuration: {msg[0]}"
-                    + (f" ({'; '.join(msg[1:3])})" if len(msg) > 1 else "")) from None
+    """Parses gin files and bindings; a missing file or a bad binding is a UserError naming it."""
+    import gin  # pylint: disable=g-import-not-at-top
+
+    for path in gin_files:
+        if not os.path.isfile(path):
+            raise UserError(f"gin file '{path}' does not exist")
+    try:
+        gin.parse_config_files_and_bindings(gin_files, gin_params, finalize_config=finalize)
+    except (ValueError, KeyError, ImportError, SyntaxError, NameError) as e:
+        msg = [line.strip() for line in str(e).strip().splitlines() if line.strip()] or ["?"]
+        raise UserError(
+            f"bad gin configuration: {msg[0]}"
+            + (f" ({'; '.join(msg[1:3])})" if len(msg) > 1 else "")
+        ) from None
 
 
 _HELP_FLAGS = ("-h", "-?", "--help", "--helpshort", "--helpfull", "--helpxml")
 
 
 def _flags_parser(argv):
-  wants_help = any(arg.split("=")[0] in _HELP_FLAGS for arg in argv[1:])
-  try:
-    return flags.FLAGS(argv)
-  except flags.Error as e:
-    fail(f"{e} (see {os.path.basename(argv[0])} --help)")
-  except SystemExit:
-    if wants_help:  # absl's help flags print the usage and exit 1; asking for help succeeded
-      sys.exit(0)
-    raise
+    wants_help = any(arg.split("=")[0] in _HELP_FLAGS for arg in argv[1:])
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as e:
+        fail(f"{e} (see {os.path.basename(argv[0])} --help)")
+    except SystemExit:
+        if wants_help:  # absl's help flags print the usage and exit 1; asking for help succeeded
+            sys.exit(0)
+        raise
 
 
 def run(main):
-  """absl's app.run with the package's exit convention: main(argv) may return an exit code;
-  UserError -> `error: ...`, exit 2; unexpected positional arguments -> exit 2."""
+    """absl's app.run with the package's exit convention: main(argv) may return an exit code;
+    UserError -> `error: ...`, exit 2; unexpected positional arguments -> exit 2."""
 
-  def wrapped(argv):
-    if len(argv) > 1:
-      fail(f"unexpected arguments {argv[1:]}; flags are written --name=value")
-    try:
-      result = main(argv)
-    except UserError as e:
-      fail(str(e))
-    sys.exit(exit_code(result))
+    def wrapped(argv):
+        if len(argv) > 1:
+            fail(f"unexpected arguments {argv[1:]}; flags are written --name=value")
+        try:
+            result = main(argv)
+        except UserError as e:
+            fail(str(e))
+        sys.exit(exit_code(result))
 
-  app.run(wrapped, flags_parser=_flags_parser)
+    app.run(wrapped, flags_parser=_flags_parser)
 
 
-__all__ = ["CPU_DEVICES", "EXIT_USER_ERROR", "GIN_FILES", "GIN_PARAMS", "parse_gin", "run",
-           "split_cpu_if_asked"]
+__all__ = [
+    "CPU_DEVICES",
+    "EXIT_USER_ERROR",
+    "GIN_FILES",
+    "GIN_PARAMS",
+    "parse_gin",
+    "run",
+    "split_cpu_if_asked",
+]

@@ -11,6 +11,7 @@ A second job into a model_dir that a live job holds is refused.
 Exit codes: 0 done, 2 a user error (bad flag, gin binding, hyper-parameter,
 data, or model_dir; one line `error: ...`), 143 preempted (checkpoint saved).
 """
+
 import json
 import os
 import sys
@@ -21,49 +22,59 @@ from absl import logging
 from mobilenetv4.cli import EXIT_PREEMPTED
 from experiments import common_flags  # defines --gin_file, --gin_param, --cpu_devices
 
-flags.DEFINE_string("model_dir", None, "Where checkpoints, TensorBoard logs, "
-                    "build.json, final.weights.h5 and metrics.json go.")
-flags.DEFINE_enum("strategy", None, ["default", "mirrored", "multi_worker",
-                                     "tpu"],
-                  "tf.distribute strategy (overrides train.strategy); "
-                  "multi_worker reads the cluster from TF_CONFIG.")
+flags.DEFINE_string(
+    "model_dir",
+    None,
+    "Where checkpoints, TensorBoard logs, build.json, final.weights.h5 and metrics.json go.",
+)
+flags.DEFINE_enum(
+    "strategy",
+    None,
+    ["default", "mirrored", "multi_worker", "tpu"],
+    "tf.distribute strategy (overrides train.strategy); "
+    "multi_worker reads the cluster from TF_CONFIG.",
+)
 flags.DEFINE_string("tpu", None, "TPU name or address for --strategy=tpu.")
 flags.mark_flag_as_required("model_dir")
 FLAGS = flags.FLAGS
 
 
 def parse_gin(gin_files, gin_params):
-  """Registers the trainer's configurables, then parses gin files and bindings;
-  a bad one raises UserError (a ValueError) naming it."""
-  from experiments import trainer  # noqa: F401  (registers configurables)
-  common_flags.parse_gin(gin_files, gin_params)
+    """Registers the trainer's configurables, then parses gin files and bindings;
+    a bad one raises UserError (a ValueError) naming it."""
+    from experiments import trainer  # noqa: F401  (registers configurables)
+
+    common_flags.parse_gin(gin_files, gin_params)
 
 
 def main(argv):
-  del argv
-  logging.set_verbosity(logging.INFO)
-  common_flags.split_cpu_if_asked()
-  from experiments import trainer
-  parse_gin(FLAGS.gin_file, FLAGS.gin_param)
-  overrides = {}
-  if FLAGS.strategy:
-    overrides["strategy"] = FLAGS.strategy
-  if FLAGS.tpu:
-    overrides["tpu"] = FLAGS.tpu
-  try:
-    results = trainer.train(FLAGS.model_dir, **overrides)
-  except trainer.Preempted as e:
-    print(f"preempted: {e}", file=sys.stderr)
-    return EXIT_PREEMPTED
-  print(json.dumps(results, indent=2))
-  if results.get("chief", True):
-    print(f"checkpoints: {os.path.join(FLAGS.model_dir, 'checkpoints')}\n"
-          f"TensorBoard: tensorboard --logdir {FLAGS.model_dir}\n"
-          f"build record: {results.get('build_record')}\n"
-          f"weights: {results.get('weights')}\n"
-          f"metrics: {os.path.join(FLAGS.model_dir, 'metrics.json')}")
-  return 0
+    del argv
+    logging.set_verbosity(logging.INFO)
+    common_flags.split_cpu_if_asked()
+    from experiments import trainer
+
+    parse_gin(FLAGS.gin_file, FLAGS.gin_param)
+    overrides = {}
+    if FLAGS.strategy:
+        overrides["strategy"] = FLAGS.strategy
+    if FLAGS.tpu:
+        overrides["tpu"] = FLAGS.tpu
+    try:
+        results = trainer.train(FLAGS.model_dir, **overrides)
+    except trainer.Preempted as e:
+        print(f"preempted: {e}", file=sys.stderr)
+        return EXIT_PREEMPTED
+    print(json.dumps(results, indent=2))
+    if results.get("chief", True):
+        print(
+            f"checkpoints: {os.path.join(FLAGS.model_dir, 'checkpoints')}\n"
+            f"TensorBoard: tensorboard --logdir {FLAGS.model_dir}\n"
+            f"build record: {results.get('build_record')}\n"
+            f"weights: {results.get('weights')}\n"
+            f"metrics: {os.path.join(FLAGS.model_dir, 'metrics.json')}"
+        )
+    return 0
 
 
 if __name__ == "__main__":
-  common_flags.run(main)
+    common_flags.run(main)

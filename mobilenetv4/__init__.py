@@ -7,6 +7,7 @@
 The model functions are imported lazily, so `mobilenetv4.specs`, `mobilenetv4.cli` and the other
 TensorFlow-free modules (and every CLI's `--help`) load without TensorFlow.
 """
+
 import importlib
 
 __version__ = "0.1.0"
@@ -20,22 +21,31 @@ _LAZY = {
 
 
 def __getattr__(name):
-  if name in _LAZY:
-    module = importlib.import_module(_LAZY[name])
-    value = module if name == "layers" else getattr(module, name)
-    globals()[name] = value
-    return value
-  raise AttributeError(f"module 'mobilenetv4' has no attribute {name!r}")
+    if name in _LAZY:
+        module = importlib.import_module(_LAZY[name])
+        value = module if name == "layers" else getattr(module, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'mobilenetv4' has no attribute {name!r}")
 
 
 def custom_objects():
-  """The layer classes, for `tf_keras.models.load_model(..., custom_objects=...)` (rarely needed:
-  importing mobilenetv4.layers registers them)."""
-  from mobilenetv4 import layers  # pylint: disable=g-import-not-at-top
-  return {cls.__name__: cls for cls in (
-      layers.ConvBN, layers.FusedIB, layers.UniversalInvertedBottleneck,
-      layers.MobileAttentionBlock, layers.MultiQueryAttention2D, layers.LayerScale,
-      layers.StochasticDepth)}
+    """The layer classes, for `tf_keras.models.load_model(..., custom_objects=...)` (rarely needed:
+    importing mobilenetv4.layers registers them)."""
+    from mobilenetv4 import layers  # pylint: disable=g-import-not-at-top
+
+    return {
+        cls.__name__: cls
+        for cls in (
+            layers.ConvBN,
+            layers.FusedIB,
+            layers.UniversalInvertedBottleneck,
+            layers.MobileAttentionBlock,
+            layers.MultiQueryAttention2D,
+            layers.LayerScale,
+            layers.StochasticDepth,
+        )
+    }
 
 
 __all__ = ["create_model", "custom_objects", "get_architecture", "layers", "list_models"]

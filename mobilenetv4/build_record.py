@@ -21,6 +21,7 @@ A record is a JSON object:
 Where it lives: in an `.h5` weights file as the root attribute `mobilenetv4_build`; for a training
 run as `MODEL_DIR/build.json` (it describes the checkpoints there).
 """
+
 from __future__ import annotations
 
 import json
@@ -37,29 +38,45 @@ IDENTITY_FIELDS = ("model", "architecture")
 BUILD_IDENTITY_KEYS = ("classes", "width_multiplier", "attention_type", "include_top")
 
 
-def make(model: Optional[str], *, build: Optional[dict] = None, input_size=None,
-         preprocessing: str = "imagenet", weights: str = "raw", architecture: Any = None,
-         **extra) -> dict:
+def make(
+    model: Optional[str],
+    *,
+    build: Optional[dict] = None,
+    input_size=None,
+    preprocessing: str = "imagenet",
+    weights: str = "raw",
+    architecture: Any = None,
+    **extra,
+) -> dict:
     """A new record; `extra` adds the optional fields (has_ema, data, pretrained_cfg, ...)."""
     if weights not in ("ema", "raw"):
         raise ValueError(f"weights must be 'ema' or 'raw', got {weights!r}")
-    record = {"format": FORMAT, "model": model, "architecture": architecture,
-              "build": dict(build or {}),
-              "input_size": list(input_size) if input_size is not None else None,
-              "preprocessing": preprocessing, "weights": weights}
+    record = {
+        "format": FORMAT,
+        "model": model,
+        "architecture": architecture,
+        "build": dict(build or {}),
+        "input_size": list(input_size) if input_size is not None else None,
+        "preprocessing": preprocessing,
+        "weights": weights,
+    }
     record.update(extra)
     return record
 
 
 def _validate(record, where: str) -> dict:
     if not isinstance(record, dict) or not (record.get("model") or record.get("architecture")):
-        raise UserError(f"{where} has a malformed build record (no model name or architecture); "
-                        "re-create the file with this package")
+        raise UserError(
+            f"{where} has a malformed build record (no model name or architecture); "
+            "re-create the file with this package"
+        )
     record.setdefault("build", {})
     record.setdefault("format", FORMAT)
     if record["format"] > FORMAT:
-        raise UserError(f"{where} was written by a newer mobilenetv4 (build record format "
-                        f"{record['format']}); upgrade the package")
+        raise UserError(
+            f"{where} was written by a newer mobilenetv4 (build record format "
+            f"{record['format']}); upgrade the package"
+        )
     return record
 
 
@@ -74,6 +91,7 @@ def _parse(raw, where: str) -> dict:
 def write_h5(path: str | os.PathLike, record: dict) -> None:
     """Adds `record` to an HDF5 weights file (call on the temporary file before its rename)."""
     import h5py
+
     with h5py.File(os.fspath(path), "a") as f:
         f.attrs[H5_ATTRIBUTE] = json.dumps(record)
 
@@ -84,6 +102,7 @@ def read_h5(path: str | os.PathLike) -> Optional[dict]:
     if not path.endswith((".h5", ".hdf5")) or not os.path.isfile(path):
         return None
     import h5py
+
     try:
         with h5py.File(path, "r") as f:
             raw = f.attrs.get(H5_ATTRIBUTE)
@@ -98,6 +117,7 @@ def read_h5(path: str | os.PathLike) -> Optional[dict]:
 
 def write_run(model_dir: str | os.PathLike, record: dict) -> str:
     from mobilenetv4 import fileio
+
     path = os.path.join(os.fspath(model_dir), RUN_FILE)
     fileio.write_json(path, record)
     return path
@@ -161,24 +181,36 @@ def merge(record: Optional[dict], explicit: dict, log=print, source: str = "") -
         if value is None:
             continue
         if key in merged and merged[key] != value and record is not None:
-            log(f"note: {key}={value!r} from the command line overrides {merged[key]!r} "
-                f"recorded in {source or 'the build record'}")
+            log(
+                f"note: {key}={value!r} from the command line overrides {merged[key]!r} "
+                f"recorded in {source or 'the build record'}"
+            )
         merged[key] = value
     return merged
 
 
-def check_compatible(record: Optional[dict], model_name: Optional[str], build: dict,
-                     where: str) -> None:
+def check_compatible(
+    record: Optional[dict], model_name: Optional[str], build: dict, where: str
+) -> None:
     """UserError when weights recorded for one model are loaded into another (variant, classes,
     width, attention type or top differ); names both sides."""
     if not record:
         return
     if model_name is not None and record.get("model") not in (None, model_name):
-        raise UserError(f"{where} holds weights of {record['model']!r}, not {model_name!r}; "
-                        f"use --model {record['model']} (or create_model({record['model']!r}, ...))")
+        raise UserError(
+            f"{where} holds weights of {record['model']!r}, not {model_name!r}; "
+            f"use --model {record['model']} (or create_model({record['model']!r}, ...))"
+        )
     recorded = record.get("build", {})
     for key in BUILD_IDENTITY_KEYS:
-        if key in recorded and key in build and build[key] is not None \
-                and recorded[key] is not None and recorded[key] != build[key]:
-            raise UserError(f"{where} was built with {key}={recorded[key]!r}, but the model asks "
-                            f"for {key}={build[key]!r}; drop the override or use matching weights")
+        if (
+            key in recorded
+            and key in build
+            and build[key] is not None
+            and recorded[key] is not None
+            and recorded[key] != build[key]
+        ):
+            raise UserError(
+                f"{where} was built with {key}={recorded[key]!r}, but the model asks "
+                f"for {key}={build[key]!r}; drop the override or use matching weights"
+            )

@@ -12,6 +12,7 @@
 
 This module imports no TensorFlow, so `--help` and flag errors are instant.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -88,8 +89,11 @@ class ArgumentParser(argparse.ArgumentParser):
             flag, eq, value = arg.partition("=")
             if flag in self._aliases:
                 new = self._aliases[flag]
-                print(f"warning: {flag} is deprecated and will be removed in the next release; "
-                      f"use {new}", file=sys.stderr)
+                print(
+                    f"warning: {flag} is deprecated and will be removed in the next release; "
+                    f"use {new}",
+                    file=sys.stderr,
+                )
                 arg = new + eq + value
             rewritten.append(arg)
         return super().parse_args(rewritten, namespace)
@@ -149,31 +153,56 @@ def core_choice(text: str):
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"expected 'fastest', 'none' or a CPU index, got {text!r}") from None
+            f"expected 'fastest', 'none' or a CPU index, got {text!r}"
+        ) from None
     if value < 0:
         raise argparse.ArgumentTypeError(f"a CPU index is 0 or more, got {value}")
     return value
 
 
-def add_protocol_flags(parser: argparse.ArgumentParser, *, num_runs: int = 1000,
-                       repeats: int = 5) -> None:
+def add_protocol_flags(
+    parser: argparse.ArgumentParser, *, num_runs: int = 1000, repeats: int = 5
+) -> None:
     """The Appendix B protocol flags, spelled and defaulted the same in every tool."""
     g = parser.add_argument_group("benchmark protocol (paper Appendix B)")
-    g.add_argument("--num_runs", type=positive_int, default=num_runs,
-                   help=f"invocations per mean (default {num_runs})")
-    g.add_argument("--repeats", type=positive_int, default=repeats,
-                   help=f"means per model; the median is reported (default {repeats})")
-    g.add_argument("--warmup_runs", type=non_negative_int, default=20,
-                   help="untimed invocations first (default 20)")
+    g.add_argument(
+        "--num_runs",
+        type=positive_int,
+        default=num_runs,
+        help=f"invocations per mean (default {num_runs})",
+    )
+    g.add_argument(
+        "--repeats",
+        type=positive_int,
+        default=repeats,
+        help=f"means per model; the median is reported (default {repeats})",
+    )
+    g.add_argument(
+        "--warmup_runs",
+        type=non_negative_int,
+        default=20,
+        help="untimed invocations first (default 20)",
+    )
     g.add_argument("--num_threads", type=positive_int, default=1, help="CPU threads (default 1)")
-    g.add_argument("--core", type=core_choice, default="fastest",
-                   help="pin to this CPU index, 'fastest' (default) or 'none'")
+    g.add_argument(
+        "--core",
+        type=core_choice,
+        default="fastest",
+        help="pin to this CPU index, 'fastest' (default) or 'none'",
+    )
 
 
-def add_output_flags(parser: argparse.ArgumentParser, *, kind: str = "file",
-                     required: bool = False, default: str | None = None, help: str = "") -> None:
+def add_output_flags(
+    parser: argparse.ArgumentParser,
+    *,
+    kind: str = "file",
+    required: bool = False,
+    default: str | None = None,
+    help: str = "",
+) -> None:
     """`--output FILE` (kind='file') or `--output_dir DIR` (kind='dir'), plus `--overwrite`."""
     name = "--output" if kind == "file" else "--output_dir"
     parser.add_argument(name, required=required, default=default, help=help)
-    parser.add_argument("--overwrite", action="store_true",
-                        help="replace existing output files (refused otherwise)")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace existing output files (refused otherwise)"
+    )

@@ -10,6 +10,7 @@
 
 No TensorFlow here.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -45,8 +46,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[str]:
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path)) or "."
     base = os.path.basename(path)
-    fd, tmp = tempfile.mkstemp(prefix=f"{_TMP_PREFIX}{os.getpid()}-", suffix="-" + base,
-                               dir=directory)
+    fd, tmp = tempfile.mkstemp(
+        prefix=f"{_TMP_PREFIX}{os.getpid()}-", suffix="-" + base, dir=directory
+    )
     os.close(fd)
     os.unlink(tmp)  # the writer creates it (some writers refuse an existing file)
     try:
@@ -72,6 +74,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[str]:
 
 def _remove(path: str) -> None:
     import shutil
+
     if os.path.isdir(path) and not os.path.islink(path):
         shutil.rmtree(path, ignore_errors=True)
     else:
@@ -104,9 +107,13 @@ def _same_file(a: str, b: str) -> bool:
         return False
 
 
-def check_outputs(outputs: Iterable[str | os.PathLike | None], *,
-                  inputs: Iterable[str | os.PathLike | None] = (), overwrite: bool = False,
-                  flag: str = "--output") -> None:
+def check_outputs(
+    outputs: Iterable[str | os.PathLike | None],
+    *,
+    inputs: Iterable[str | os.PathLike | None] = (),
+    overwrite: bool = False,
+    flag: str = "--output",
+) -> None:
     """Refuses, before any work is done: an output that is an input of the same run; an existing
     output without `overwrite`; an output whose folder is missing or not writable; an output that
     is a directory. Raises UserError naming the path and what to do."""
@@ -117,19 +124,24 @@ def check_outputs(outputs: Iterable[str | os.PathLike | None], *,
         out = os.fspath(out)
         for inp in inputs:
             if _same_file(out, inp):
-                raise UserError(f"{flag} {out} is also an input of this run ({inp}); "
-                                "write the output to another path")
+                raise UserError(
+                    f"{flag} {out} is also an input of this run ({inp}); "
+                    "write the output to another path"
+                )
         if os.path.isdir(out):
             raise UserError(f"{flag} {out} is a directory; give a file name inside it")
         parent = os.path.dirname(os.path.abspath(out))
         check_writable_dir(parent, flag=flag, create=False)
         if os.path.lexists(out) and not overwrite:
-            raise UserError(f"{flag} {out} already exists; pass --overwrite to replace it or "
-                            "choose another path")
+            raise UserError(
+                f"{flag} {out} already exists; pass --overwrite to replace it or "
+                "choose another path"
+            )
 
 
-def check_writable_dir(directory: str | os.PathLike, *, flag: str = "--output_dir",
-                       create: bool = True) -> str:
+def check_writable_dir(
+    directory: str | os.PathLike, *, flag: str = "--output_dir", create: bool = True
+) -> str:
     """Makes sure `directory` is (or can be made) a writable folder; returns it. UserError if it is
     a file, cannot be created, or is read-only."""
     directory = os.fspath(directory)
@@ -137,15 +149,17 @@ def check_writable_dir(directory: str | os.PathLike, *, flag: str = "--output_di
         raise UserError(f"{flag} {directory} is a file, not a directory; choose a directory path")
     if not os.path.isdir(directory):
         if not create:
-            raise UserError(f"cannot write under {flag}: directory {directory} does not exist; "
-                            "create it first")
+            raise UserError(
+                f"cannot write under {flag}: directory {directory} does not exist; create it first"
+            )
         try:
             os.makedirs(directory, exist_ok=True)
         except OSError as e:
             raise UserError(f"cannot create {flag} {directory}: {e.strerror or e}") from None
     if not os.access(directory, os.W_OK | os.X_OK):
-        raise UserError(f"cannot write into {flag} {directory}: permission denied; choose "
-                        "another directory")
+        raise UserError(
+            f"cannot write into {flag} {directory}: permission denied; choose another directory"
+        )
     return directory
 
 
@@ -167,6 +181,7 @@ class RunLock:
 
     def acquire(self) -> "RunLock":
         import fcntl
+
         check_writable_dir(self.directory, flag=f"--{self.what}")
         path = os.path.join(self.directory, ".lock")
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -179,9 +194,11 @@ class RunLock:
                 holder = "unknown"
             os.close(fd)
             if e.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
-                raise RunLocked(f"{self.what} {self.directory} is in use by another running job "
-                                f"(pid {holder}); wait for it to finish or use another "
-                                f"{self.what}") from None
+                raise RunLocked(
+                    f"{self.what} {self.directory} is in use by another running job "
+                    f"(pid {holder}); wait for it to finish or use another "
+                    f"{self.what}"
+                ) from None
             raise
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
@@ -191,6 +208,7 @@ class RunLock:
     def release(self) -> None:
         if self._fd is not None:
             import fcntl
+
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None

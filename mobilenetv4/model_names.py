@@ -9,6 +9,7 @@ Without a resolution, a MobileNetV4 gets its `Architecture.default_size` (the on
 resolutions live) and other sources their own default (224 unless the tool knows better).
 Parsing needs no TensorFlow; building is the tools' job (`tflite.models.build`).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -45,6 +46,7 @@ class ModelRef:
 def default_resolution(name: str) -> tuple[int, int]:
     """(H, W) default of a registered MobileNetV4, from its Architecture."""
     from mobilenetv4 import specs
+
     arch = specs.get(name)
     size = arch.default_size
     return (size, size) if isinstance(size, int) else tuple(size)[:2]
@@ -60,8 +62,10 @@ def parse(text: str, *, check: bool = True) -> ModelRef:
     if ":" in text:
         source, name = text.split(":", 1)
         if source not in SOURCES[1:]:
-            raise UserError(f"unknown model source {source!r} in {text!r}; use NAME, keras:NAME or "
-                            "model_garden:NAME")
+            raise UserError(
+                f"unknown model source {source!r} in {text!r}; use NAME, keras:NAME or "
+                "model_garden:NAME"
+            )
     size = None
     if "@" in name:
         name, _, size_text = name.partition("@")
@@ -77,6 +81,7 @@ def parse(text: str, *, check: bool = True) -> ModelRef:
         raise UserError(f"no model name in {text!r}")
     if check and source == "mobilenetv4":
         from mobilenetv4 import specs
+
         specs.get(name)
     return ModelRef(source, name, size)
 

@@ -11,6 +11,7 @@ Pixels are float in [0, 255]. A normalisation name is what a build record stores
 
 TensorFlow is imported lazily: the constants are usable without it.
 """
+
 from __future__ import annotations
 
 from mobilenetv4.cli import UserError
@@ -32,8 +33,9 @@ EVAL_CROP_FRACTION = 0.875  # central crop of the shorter side before resizing (
 def mean_std_255(name: str):
     """(mean, std) in [0, 255] pixel units for a normalisation name, or None for 'none'."""
     if name not in NORMALIZATIONS:
-        raise UserError(f"unknown preprocessing {name!r}; choose one of "
-                        f"{', '.join(sorted(NORMALIZATIONS))}")
+        raise UserError(
+            f"unknown preprocessing {name!r}; choose one of {', '.join(sorted(NORMALIZATIONS))}"
+        )
     pair = NORMALIZATIONS[name]
     if pair is None:
         return None
@@ -44,6 +46,7 @@ def mean_std_255(name: str):
 def normalize(images, name: str = DEFAULT_NORMALIZATION):
     """Float pixels in [0, 255] (any leading shape, channels last) -> the network's input."""
     import tensorflow as tf
+
     images = tf.cast(images, tf.float32)
     pair = mean_std_255(name)
     if pair is None:
@@ -55,17 +58,19 @@ def normalize(images, name: str = DEFAULT_NORMALIZATION):
 def central_crop(image, crop_fraction: float = EVAL_CROP_FRACTION):
     """The central square of side crop_fraction * shorter side of one HxWxC image."""
     import tensorflow as tf
+
     size = tf.cast(tf.shape(image)[:2], tf.float32)
     crop = crop_fraction * tf.minimum(size[0], size[1])
     offset = tf.cast((size - crop) / 2.0, tf.int32)
     crop = tf.cast(crop, tf.int32)
-    return image[offset[0]:offset[0] + crop, offset[1]:offset[1] + crop, :]
+    return image[offset[0] : offset[0] + crop, offset[1] : offset[1] + crop, :]
 
 
 def eval_crop(image, size, crop_fraction: float = EVAL_CROP_FRACTION):
     """The evaluation transform on pixels: central crop, bilinear resize to `size` (int or (H, W)),
     clipped to [0, 255]. Returns float32 pixels; normalise with `normalize`."""
     import tensorflow as tf
+
     h, w = (size, size) if isinstance(size, int) else tuple(size)[:2]
     image = central_crop(tf.cast(image, tf.float32), crop_fraction)
     image = tf.image.resize(image, [h, w], method="bilinear")
@@ -74,7 +79,11 @@ def eval_crop(image, size, crop_fraction: float = EVAL_CROP_FRACTION):
     return image
 
 
-def eval_preprocess(image, size, crop_fraction: float = EVAL_CROP_FRACTION,
-                    normalization: str = DEFAULT_NORMALIZATION):
+def eval_preprocess(
+    image,
+    size,
+    crop_fraction: float = EVAL_CROP_FRACTION,
+    normalization: str = DEFAULT_NORMALIZATION,
+):
     """`normalize(eval_crop(image))`: what the trainer evaluates on."""
     return normalize(eval_crop(image, size, crop_fraction), normalization)

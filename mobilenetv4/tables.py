@@ -1,10 +1,11 @@
 """The one table writer: rows of cells -> Markdown, CSV or aligned text, written atomically.
 
-    table = Table(["model", "params", "MACs (G)"])
-    table.add(["conv_small", "3,774,024", "0.186"])
-    print(table.markdown())
-    table.write("out.csv")          # format from the suffix: .md, .csv, else text
+table = Table(["model", "params", "MACs (G)"])
+table.add(["conv_small", "3,774,024", "0.186"])
+print(table.markdown())
+table.write("out.csv")          # format from the suffix: .md, .csv, else text
 """
+
 from __future__ import annotations
 
 import csv
@@ -34,8 +35,10 @@ class Table:
         self.rows.append([_cell(v) for v in row])
 
     def markdown(self) -> str:
-        lines = ["| " + " | ".join(self.columns) + " |",
-                 "|" + "|".join("---" for _ in self.columns) + "|"]
+        lines = [
+            "| " + " | ".join(self.columns) + " |",
+            "|" + "|".join("---" for _ in self.columns) + "|",
+        ]
         lines += ["| " + " | ".join(row) + " |" for row in self.rows]
         return "\n".join(lines) + "\n"
 
@@ -47,8 +50,10 @@ class Table:
         return buf.getvalue()
 
     def text(self) -> str:
-        widths = [max(len(c), *(len(r[i]) for r in self.rows)) if self.rows else len(c)
-                  for i, c in enumerate(self.columns)]
+        widths = [
+            max(len(c), *(len(r[i]) for r in self.rows)) if self.rows else len(c)
+            for i, c in enumerate(self.columns)
+        ]
         fmt = "  ".join(f"{{:<{w}}}" for w in widths)
         lines = [fmt.format(*self.columns), fmt.format(*("-" * w for w in widths))]
         lines += [fmt.format(*row) for row in self.rows]
@@ -62,9 +67,11 @@ class Table:
     def write(self, path: str | os.PathLike, fmt: str | None = None) -> str:
         """Writes atomically; the format follows the suffix (.md / .csv) unless given."""
         from mobilenetv4 import fileio
+
         path = os.fspath(path)
-        fmt = fmt or ("markdown" if path.endswith(".md") else "csv" if path.endswith(".csv")
-                      else "text")
+        fmt = fmt or (
+            "markdown" if path.endswith(".md") else "csv" if path.endswith(".csv") else "text"
+        )
         fileio.write_text(path, self.render(fmt))
         return path
 

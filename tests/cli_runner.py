@@ -16,6 +16,7 @@ Import it with `load()` below (tests/test_contract.py, tests/reliability/conftes
 tests/ itself on sys.path would let tests/tflite, tests/mobilenetv4 and tests/experiments shadow the
 real packages as namespace packages wherever the repository is not on sys.path.
 """
+
 import collections
 import concurrent.futures
 import json
@@ -112,92 +113,115 @@ shutil.rmtree(tmp, ignore_errors=True)
 
 
 def environment(extra=None):
-  env = dict(os.environ)
-  env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-  env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
-  env.pop("PYTHONWARNINGS", None)
-  env.update(extra or {})
-  return env
+    env = dict(os.environ)
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
+    env.pop("PYTHONWARNINGS", None)
+    env.update(extra or {})
+    return env
 
 
 def run_subprocess(argv, cwd=None, env=None, timeout=300):
-  """One command in a fresh interpreter: argv as for run_all."""
-  import time
-  started = time.time()
-  try:
-    p = subprocess.run([sys.executable, *argv], check=False, cwd=cwd or REPO, env=environment(env),
-                       capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
-    return Result(p.returncode, p.stdout, p.stderr, time.time() - started)
-  except subprocess.TimeoutExpired as e:
-    return Result(None, e.stdout or "", f"timed out after {timeout} s")
+    """One command in a fresh interpreter: argv as for run_all."""
+    import time
+
+    started = time.time()
+    try:
+        p = subprocess.run(
+            [sys.executable, *argv],
+            check=False,
+            cwd=cwd or REPO,
+            env=environment(env),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+        )
+        return Result(p.returncode, p.stdout, p.stderr, time.time() - started)
+    except subprocess.TimeoutExpired as e:
+        return Result(None, e.stdout or "", f"timed out after {timeout} s")
 
 
 def run_all(argvs, cwd=None, env=None, timeout=300, kill_after=None, workers=WORKERS):
-  """Runs each argv (a sequence: "-m", MODULE, args... | SCRIPT, args... | "-c", CODE, args...)
-  as `python ARGV` would, `workers` at a time; returns [Result] in order (`seconds`: wall time).
+    """Runs each argv (a sequence: "-m", MODULE, args... | SCRIPT, args... | "-c", CODE, args...)
+    as `python ARGV` would, `workers` at a time; returns [Result] in order (`seconds`: wall time).
 
-  kill_after: per argv, None or the seconds after its start at which it gets SIGKILL (its result
-  then has code -9; it is not re-run)."""
-  argvs = [[str(a) for a in argv] for argv in argvs]
-  kill_after = list(kill_after) if kill_after is not None else [None] * len(argvs)
-  if not argvs:
-    return []
-  results = {}
-  try:
-    zygote = subprocess.run(
-        [sys.executable, "-c", _ZYGOTE], check=False, cwd=cwd or REPO, env=environment(env),
-        capture_output=True, text=True, input=json.dumps([argvs, workers, timeout, kill_after]),
-        timeout=timeout * (2 + len(argvs) // WORKERS))
-    for line in zygote.stdout.splitlines():
-      try:
-        i, result = json.loads(line)
-      except ValueError:
-        continue
-      if result is not None:
-        results[i] = Result(*result)
-  except subprocess.TimeoutExpired:
-    pass
-  retry = [i for i in range(len(argvs)) if i not in results]
-  if retry and any(kill_after[i] is not None for i in retry):
-    raise RuntimeError("cli_runner: a command to be killed hung or died on its own: "
-                       + str([argvs[i] for i in retry]))
-  if retry:
-    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
-      done = pool.map(lambda i: run_subprocess(argvs[i], cwd, env, timeout), retry)
-      results.update(zip(retry, done))
-  return [results[i] for i in range(len(argvs))]
+    kill_after: per argv, None or the seconds after its start at which it gets SIGKILL (its result
+    then has code -9; it is not re-run)."""
+    argvs = [[str(a) for a in argv] for argv in argvs]
+    kill_after = list(kill_after) if kill_after is not None else [None] * len(argvs)
+    if not argvs:
+        return []
+    results = {}
+    try:
+        zygote = subprocess.run(
+            [sys.executable, "-c", _ZYGOTE],
+            check=False,
+            cwd=cwd or REPO,
+            env=environment(env),
+            capture_output=True,
+            text=True,
+            input=json.dumps([argvs, workers, timeout, kill_after]),
+            timeout=timeout * (2 + len(argvs) // WORKERS),
+        )
+        for line in zygote.stdout.splitlines():
+            try:
+                i, result = json.loads(line)
+            except ValueError:
+                continue
+            if result is not None:
+                results[i] = Result(*result)
+    except subprocess.TimeoutExpired:
+        pass
+    retry = [i for i in range(len(argvs)) if i not in results]
+    if retry and any(kill_after[i] is not None for i in retry):
+        raise RuntimeError(
+            "cli_runner: a command to be killed hung or died on its own: "
+            + str([argvs[i] for i in retry])
+        )
+    if retry:
+        with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+            done = pool.map(lambda i: run_subprocess(argvs[i], cwd, env, timeout), retry)
+            results.update(zip(retry, done))
+    return [results[i] for i in range(len(argvs))]
 
 
 def error_lines(stderr):
-  """The non-empty lines of a stderr text."""
-  return [line for line in stderr.splitlines() if line.strip()]
+    """The non-empty lines of a stderr text."""
+    return [line for line in stderr.splitlines() if line.strip()]
 
 
 def sha256(path):
-  """The SHA-256 of a file's bytes (None when it does not exist)."""
-  import hashlib
-  if not os.path.exists(path):
-    return None
-  with open(path, "rb") as f:
-    return hashlib.sha256(f.read()).hexdigest()
+    """The SHA-256 of a file's bytes (None when it does not exist)."""
+    import hashlib
+
+    if not os.path.exists(path):
+        return None
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
 
 
 def describe(result, argv=None):
-  """One short text for an assertion message: the command, exit code and stderr tail."""
-  lines = error_lines(result.stderr)
-  cmd = " ".join(str(a) for a in argv) if argv else ""
-  return f"`python {cmd}` exit {result.code}; stderr tail: {lines[-4:]}"
+    """One short text for an assertion message: the command, exit code and stderr tail."""
+    lines = error_lines(result.stderr)
+    cmd = " ".join(str(a) for a in argv) if argv else ""
+    return f"`python {cmd}` exit {result.code}; stderr tail: {lines[-4:]}"
 
 
 def is_one_line_user_error(result):
-  """Exit 2, exactly one stderr line starting `error:` and no traceback (log lines of TensorFlow's
-  runtime and absl, which may precede it, are not the message)."""
-  lines = [line for line in error_lines(result.stderr) if not _TF_LOG.match(line)]
-  return (result.code == 2 and "Traceback" not in result.stderr
-          and sum(line.startswith("error:") for line in lines) == 1)
+    """Exit 2, exactly one stderr line starting `error:` and no traceback (log lines of TensorFlow's
+    runtime and absl, which may precede it, are not the message)."""
+    lines = [line for line in error_lines(result.stderr) if not _TF_LOG.match(line)]
+    return (
+        result.code == 2
+        and "Traceback" not in result.stderr
+        and sum(line.startswith("error:") for line in lines) == 1
+    )
 
 
 # TensorFlow/absl C++ log lines (`E0000 00:00:...`, `2026-01-01 00:00:00.0: E ...`, `WARNING: All
 # log messages before absl::InitializeLog()`), printed by the runtime whatever the package does.
-_TF_LOG = re.compile(r"^([IWEF]\d{4} \d\d:\d\d:|\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: [IWEF] |"
-                     r"WARNING: All log messages before absl|INFO: Created TensorFlow Lite)")
+_TF_LOG = re.compile(
+    r"^([IWEF]\d{4} \d\d:\d\d:|\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: [IWEF] |"
+    r"WARNING: All log messages before absl|INFO: Created TensorFlow Lite)"
+)

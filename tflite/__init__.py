@@ -13,6 +13,7 @@ exit code 2 by `exit_on_tool_error` (= `mobilenetv4.cli.entry_point`). The old n
 
 This package imports no TensorFlow at import time so that `python -m tflite.benchmark` starts fast.
 """
+
 from mobilenetv4.cli import UserError, entry_point
 
 ToolError = UserError  # the name the tflite modules used before mobilenetv4.cli existed

@@ -5,6 +5,7 @@ runs exactly `num_runs` invocations (`--num_runs=N --min_secs=0`, large `--max_s
 times, parses each run's 'Inference (avg)' (microseconds, possibly in exponent form) and reports the
 median of the means. Untested on a real device: the tests replay recorded output through a fake adb.
 """
+
 import dataclasses
 import os
 import re
@@ -28,7 +29,9 @@ _AVG = re.compile(r"Inference \(avg\):\s*([-+]?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)")
 _DELEGATE_FAILURE = re.compile(
     r"(Failed to (?:apply|create)[^\n]*delegate[^\n]*|[^\n]*delegate[^\n]*(?:not supported|unsupported|"
     r"is not available|could not be created|Could not)[^\n]*|[^\n]*(?:NNAPI|Hexagon|GPU)[^\n]*"
-    r"(?:unsupported|not supported|unavailable)[^\n]*)", re.IGNORECASE)
+    r"(?:unsupported|not supported|unavailable)[^\n]*)",
+    re.IGNORECASE,
+)
 
 
 def tail(output: str, lines: int = 8) -> str:
@@ -40,8 +43,10 @@ def parse_inference_avg_ms(output: str) -> float:
     """The 'Inference (avg)' figure of one benchmark_model run, converted from us to ms."""
     m = _AVG.search(output)
     if not m:
-        raise ToolError("benchmark_model printed no 'Inference (avg)' line; its output ended with: "
-                        + tail(output))
+        raise ToolError(
+            "benchmark_model printed no 'Inference (avg)' line; its output ended with: "
+            + tail(output)
+        )
     return float(m.group(1)) / 1000.0
 
 
@@ -57,7 +62,7 @@ def parse_max_freqs(output: str) -> dict[int, int]:
 
 @dataclasses.dataclass
 class AdbBenchmark:
-    binary: str                      # local path of an Android benchmark_model build
+    binary: str  # local path of an Android benchmark_model build
     adb: str = "adb"
     serial: str | None = None
     delegate: str = "cpu"
@@ -71,13 +76,19 @@ class AdbBenchmark:
 
     def __post_init__(self):
         if self.delegate not in DELEGATE_FLAGS:
-            raise ToolError(f"unknown delegate {self.delegate!r}; choose one of {sorted(DELEGATE_FLAGS)}")
+            raise ToolError(
+                f"unknown delegate {self.delegate!r}; choose one of {sorted(DELEGATE_FLAGS)}"
+            )
         if shutil.which(self.adb) is None and not os.path.isfile(self.adb):
-            raise ToolError(f"adb not found ({self.adb!r}); install Android platform-tools or pass --adb_path")
+            raise ToolError(
+                f"adb not found ({self.adb!r}); install Android platform-tools or pass --adb_path"
+            )
         for path in (self.binary, *self.extra_files):
             if not os.path.isfile(path):
-                raise ToolError(f"no such file to push: {path} (pass --benchmark_binary with an Android "
-                                "arm64 build of LiteRT's benchmark_model)")
+                raise ToolError(
+                    f"no such file to push: {path} (pass --benchmark_binary with an Android "
+                    "arm64 build of LiteRT's benchmark_model)"
+                )
 
     def adb_command(self, *args: str) -> list[str]:
         return [self.adb, *(["-s", self.serial] if self.serial else []), *args]
@@ -85,20 +96,26 @@ class AdbBenchmark:
     def _adb(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         proc = subprocess.run(self.adb_command(*args), capture_output=True, text=True)
         if check and proc.returncode != 0:
-            raise ToolError(f"`{shlex.join(self.adb_command(*args))}` failed (exit {proc.returncode}): "
-                            f"{tail(proc.stderr or proc.stdout)}")
+            raise ToolError(
+                f"`{shlex.join(self.adb_command(*args))}` failed (exit {proc.returncode}): "
+                f"{tail(proc.stderr or proc.stdout)}"
+            )
         return proc
 
     def check_device(self) -> None:
         proc = self._adb("get-state", check=False)
         if proc.returncode != 0 or proc.stdout.strip() != "device":
             who = f"device {self.serial!r}" if self.serial else "an Android device"
-            raise ToolError(f"adb cannot reach {who}: {tail(proc.stderr or proc.stdout)}. "
-                            "Check `adb devices` and pass --serial when several are attached")
+            raise ToolError(
+                f"adb cannot reach {who}: {tail(proc.stderr or proc.stdout)}. "
+                "Check `adb devices` and pass --serial when several are attached"
+            )
 
     def fastest_core(self) -> cpu.CoreChoice:
-        script = ("for f in /sys/devices/system/cpu/cpu[0-9]*/cpufreq/cpuinfo_max_freq; do "
-                  "c=${f#/sys/devices/system/cpu/}; echo ${c%%/*} $(cat $f); done")
+        script = (
+            "for f in /sys/devices/system/cpu/cpu[0-9]*/cpufreq/cpuinfo_max_freq; do "
+            "c=${f#/sys/devices/system/cpu/}; echo ${c%%/*} $(cat $f); done"
+        )
         freqs = parse_max_freqs(self._adb("shell", script).stdout)
         present = parse_present(self._adb("shell", "cat /sys/devices/system/cpu/present").stdout)
         return cpu.choose_fastest(freqs, present or set(freqs))
@@ -109,9 +126,17 @@ class AdbBenchmark:
         return remote
 
     def shell_command(self, remote_binary: str, remote_model: str, core: cpu.CoreChoice) -> str:
-        flags = [f"--graph={remote_model}", f"--num_runs={self.num_runs}", "--min_secs=0",
-                 "--max_secs=100000", f"--warmup_runs={self.warmup_runs}", "--warmup_min_secs=0",
-                 f"--num_threads={self.num_threads}", *DELEGATE_FLAGS[self.delegate], *self.extra_flags]
+        flags = [
+            f"--graph={remote_model}",
+            f"--num_runs={self.num_runs}",
+            "--min_secs=0",
+            "--max_secs=100000",
+            f"--warmup_runs={self.warmup_runs}",
+            "--warmup_min_secs=0",
+            f"--num_threads={self.num_threads}",
+            *DELEGATE_FLAGS[self.delegate],
+            *self.extra_flags,
+        ]
         return shlex.join(["taskset", core.mask, remote_binary, *flags])
 
     def run(self, model_path: str) -> dict:
@@ -132,16 +157,29 @@ class AdbBenchmark:
             output = proc.stdout + proc.stderr
             failure = _DELEGATE_FAILURE.search(output)
             if failure and self.delegate != "cpu":
-                raise ToolError(f"the {self.delegate} delegate is unavailable on the device: "
-                                f"{failure.group(0).strip()}")
+                raise ToolError(
+                    f"the {self.delegate} delegate is unavailable on the device: "
+                    f"{failure.group(0).strip()}"
+                )
             if proc.returncode != 0 and not _AVG.search(output):
-                raise ToolError(f"benchmark_model failed on the device (exit {proc.returncode}): "
-                                + tail(output))
+                raise ToolError(
+                    f"benchmark_model failed on the device (exit {proc.returncode}): "
+                    + tail(output)
+                )
             means.append(parse_inference_avg_ms(output))
-            self.log(f"  repeat {i + 1}/{self.repeats}: mean {means[-1]:.3f} ms over {self.num_runs} runs")
-        return {"model": model_path, "median_ms": statistics.median(means), "means_ms": means,
-                "core": core.core, "core_reason": core.reason, "delegate": self.delegate,
-                "command": command, "device": self.serial}
+            self.log(
+                f"  repeat {i + 1}/{self.repeats}: mean {means[-1]:.3f} ms over {self.num_runs} runs"
+            )
+        return {
+            "model": model_path,
+            "median_ms": statistics.median(means),
+            "means_ms": means,
+            "core": core.core,
+            "core_reason": core.reason,
+            "delegate": self.delegate,
+            "command": command,
+            "device": self.serial,
+        }
 
 
 def parse_present(text: str) -> set[int]:

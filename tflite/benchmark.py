@@ -9,6 +9,7 @@ drift in machine load hits all of them alike. `--output` writes the result in th
 suffix names: .json (protocol and every mean), .md / .csv (the shape of paper Table 6); `--json`
 prints the JSON result to stdout. Existing outputs are refused unless `--overwrite`.
 """
+
 import argparse
 import json
 import os
@@ -41,9 +42,17 @@ def prepare(path: str, *, num_threads: int, xnnpack: bool, warmup_runs: int, see
     return interp
 
 
-def appendix_b(paths: list[str], *, num_runs: int = 1000, repeats: int = 5, num_threads: int = 1,
-               xnnpack: bool = True, warmup_runs: int = 20, core: int | str = "fastest",
-               log=print) -> dict:
+def appendix_b(
+    paths: list[str],
+    *,
+    num_runs: int = 1000,
+    repeats: int = 5,
+    num_threads: int = 1,
+    xnnpack: bool = True,
+    warmup_runs: int = 20,
+    core: int | str = "fastest",
+    log=print,
+) -> dict:
     """Runs the protocol on every model, interleaved; returns the JSON-able result."""
     if num_runs < 1 or repeats < 1 or num_threads < 1:
         raise UserError("--num_runs, --repeats and --num_threads must be at least 1")
@@ -51,26 +60,43 @@ def appendix_b(paths: list[str], *, num_runs: int = 1000, repeats: int = 5, num_
         choice = None
         log("core: not pinned (--core none)")
     else:
-        choice = (cpu.fastest_core() if core == "fastest"
-                  else cpu.CoreChoice(int(core), None, f"cpu{core} requested with --core"))
+        choice = (
+            cpu.fastest_core()
+            if core == "fastest"
+            else cpu.CoreChoice(int(core), None, f"cpu{core} requested with --core")
+        )
         cpu.pin_to_core(choice.core)  # before building interpreters: their threads inherit it
         log(f"core: pinned to cpu{choice.core} ({choice.reason})")
-    interps = {p: prepare(p, num_threads=num_threads, xnnpack=xnnpack, warmup_runs=warmup_runs)
-               for p in paths}
+    interps = {
+        p: prepare(p, num_threads=num_threads, xnnpack=xnnpack, warmup_runs=warmup_runs)
+        for p in paths
+    }
     means = {p: [] for p in paths}
     for r in range(repeats):
         for p, interp in interps.items():
             means[p].append(mean_latency_ms(interp, num_runs))
-        log(f"repeat {r + 1}/{repeats}: " + ", ".join(
-            f"{os.path.basename(p)} {means[p][-1]:.3f} ms" for p in paths))
-    protocol = {"num_runs": num_runs, "repeats": repeats, "warmup_runs": warmup_runs,
-                "num_threads": num_threads, "xnnpack": xnnpack, "interleaved": len(paths) > 1,
-                "core": None if choice is None else choice.core,
-                "core_reason": None if choice is None else choice.reason,
-                "statistic": "median over repeats of the mean over num_runs invocations"}
-    return {"protocol": protocol,
-            "models": [{"model": p, "median_ms": statistics.median(means[p]), "means_ms": means[p]}
-                       for p in paths]}
+        log(
+            f"repeat {r + 1}/{repeats}: "
+            + ", ".join(f"{os.path.basename(p)} {means[p][-1]:.3f} ms" for p in paths)
+        )
+    protocol = {
+        "num_runs": num_runs,
+        "repeats": repeats,
+        "warmup_runs": warmup_runs,
+        "num_threads": num_threads,
+        "xnnpack": xnnpack,
+        "interleaved": len(paths) > 1,
+        "core": None if choice is None else choice.core,
+        "core_reason": None if choice is None else choice.reason,
+        "statistic": "median over repeats of the mean over num_runs invocations",
+    }
+    return {
+        "protocol": protocol,
+        "models": [
+            {"model": p, "median_ms": statistics.median(means[p]), "means_ms": means[p]}
+            for p in paths
+        ],
+    }
 
 
 TABLE_COLUMNS = ["Model", "Precision", "Params (M)", "MACs (G)", "Size (MiB)", "CPU latency (ms)"]
@@ -80,26 +106,43 @@ OUTPUT_FORMATS = {".json": "json", ".md": "markdown", ".csv": "csv"}
 def table_rows(result: dict) -> list[list[str]]:
     """Rows in the shape of paper Table 6 (its per-device latency columns become this CPU)."""
     from tflite import analysis  # graph stats need only the runtime
+
     rows = []
     for m in result["models"]:
         stats = analysis.graph_stats(m["model"])
-        rows.append([os.path.splitext(os.path.basename(m["model"]))[0], stats.precision,
-                     f"{stats.params / 1e6:.2f}", f"{stats.macs / 1e9:.3f}",
-                     f"{stats.size_bytes / 2**20:.2f}", f"{m['median_ms']:.3f}"])
+        rows.append(
+            [
+                os.path.splitext(os.path.basename(m["model"]))[0],
+                stats.precision,
+                f"{stats.params / 1e6:.2f}",
+                f"{stats.macs / 1e9:.3f}",
+                f"{stats.size_bytes / 2**20:.2f}",
+                f"{m['median_ms']:.3f}",
+            ]
+        )
     return rows
 
 
 def protocol_line(protocol: dict) -> str:
     if protocol.get("delegate"):
-        return (f"Protocol (paper Appendix B) on Android device {protocol['device']}: benchmark_model "
-                f"--num_runs={protocol['num_runs']} --min_secs=0, median of {protocol['repeats']} "
-                f"'Inference (avg)', {protocol['delegate']} delegate, {protocol['num_threads']} thread(s), "
-                f"taskset to cpu{protocol['core']} ({protocol['core_reason']}).")
-    where = "not pinned" if protocol["core"] is None else f"pinned to cpu{protocol['core']} ({protocol['core_reason']})"
-    return (f"Protocol (paper Appendix B): {protocol['num_runs']} invocations per mean, median of "
-            f"{protocol['repeats']} means, {protocol['num_threads']} thread(s), "
-            f"{'XNNPACK' if protocol['xnnpack'] else 'builtin kernels'}, {where}"
-            + (", models interleaved" if protocol.get("interleaved") else "") + ".")
+        return (
+            f"Protocol (paper Appendix B) on Android device {protocol['device']}: benchmark_model "
+            f"--num_runs={protocol['num_runs']} --min_secs=0, median of {protocol['repeats']} "
+            f"'Inference (avg)', {protocol['delegate']} delegate, {protocol['num_threads']} thread(s), "
+            f"taskset to cpu{protocol['core']} ({protocol['core_reason']})."
+        )
+    where = (
+        "not pinned"
+        if protocol["core"] is None
+        else f"pinned to cpu{protocol['core']} ({protocol['core_reason']})"
+    )
+    return (
+        f"Protocol (paper Appendix B): {protocol['num_runs']} invocations per mean, median of "
+        f"{protocol['repeats']} means, {protocol['num_threads']} thread(s), "
+        f"{'XNNPACK' if protocol['xnnpack'] else 'builtin kernels'}, {where}"
+        + (", models interleaved" if protocol.get("interleaved") else "")
+        + "."
+    )
 
 
 def table6(result: dict) -> tables.Table:
@@ -125,15 +168,21 @@ def write_outputs(result: dict, outputs: list[str]) -> None:
 def output_format(path: str) -> str:
     suffix = os.path.splitext(path)[1].lower()
     if suffix not in OUTPUT_FORMATS:
-        raise UserError(f"--output {path}: unknown format {suffix or '(no suffix)'!r}; name a "
-                        ".json (result), .md or .csv (Table 6) file")
+        raise UserError(
+            f"--output {path}: unknown format {suffix or '(no suffix)'!r}; name a "
+            ".json (result), .md or .csv (Table 6) file"
+        )
     return OUTPUT_FORMATS[suffix]
 
 
 def median_table(result: dict) -> tables.Table:
-    return tables.Table(["model", "median (ms)", "means (ms)"],
-                        [[m["model"], f"{m['median_ms']:.3f}",
-                          ", ".join(f"{x:.3f}" for x in m["means_ms"])] for m in result["models"]])
+    return tables.Table(
+        ["model", "median (ms)", "means (ms)"],
+        [
+            [m["model"], f"{m['median_ms']:.3f}", ", ".join(f"{x:.3f}" for x in m["means_ms"])]
+            for m in result["models"]
+        ],
+    )
 
 
 class CommaList(argparse.Action):
@@ -146,9 +195,11 @@ class CommaList(argparse.Action):
 
     def __call__(self, parser, namespace, values, option_string=None):
         if len(values) > 1:
-            print(f"warning: space-separated values for {option_string} are deprecated and will "
-                  f"be removed in the next release; use {option_string} {','.join(values)}",
-                  file=sys.stderr)
+            print(
+                f"warning: space-separated values for {option_string} are deprecated and will "
+                f"be removed in the next release; use {option_string} {','.join(values)}",
+                file=sys.stderr,
+            )
         try:
             items = [item for value in values for item in cli.comma_list(value)]
         except argparse.ArgumentTypeError as e:
@@ -161,9 +212,12 @@ def report_tool_parser(prog: str, doc: str, default_dir: str, reports: tuple[str
     protocol and write reports there (compare_model_garden, ablations): --output_dir (old
     spelling --out_dir), --overwrite and the protocol flags."""
     p = cli.ArgumentParser(prog, doc)
-    cli.add_output_flags(p, kind="dir", default=default_dir,
-                         help=f"folder for the .tflite files and {' / '.join(reports)} "
-                         f"(default {default_dir})")
+    cli.add_output_flags(
+        p,
+        kind="dir",
+        default=default_dir,
+        help=f"folder for the .tflite files and {' / '.join(reports)} (default {default_dir})",
+    )
     p.add_alias("--out_dir", "--output_dir")
     cli.add_protocol_flags(p)
     return p
@@ -183,24 +237,45 @@ def parse_args(argv=None):
     p.add_argument("models", nargs="+", help=".tflite files")
     cli.add_protocol_flags(p)
     p.add_argument("--no_xnnpack", action="store_true", help="builtin kernels instead of XNNPACK")
-    p.add_argument("--output", type=cli.comma_list, default=[], metavar="FILE[,FILE]",
-                   help="write the result: .json (protocol and every mean), .md / .csv (Table 6 "
-                   "shape); comma-separated for several")
-    p.add_argument("--overwrite", action="store_true",
-                   help="replace existing output files (refused otherwise)")
-    p.add_argument("--json", nargs="?", const="-", default=None, metavar="PATH",
-                   help="print the result as JSON to stdout (--json PATH is deprecated: use "
-                   "--output PATH.json)")
+    p.add_argument(
+        "--output",
+        type=cli.comma_list,
+        default=[],
+        metavar="FILE[,FILE]",
+        help="write the result: .json (protocol and every mean), .md / .csv (Table 6 "
+        "shape); comma-separated for several",
+    )
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace existing output files (refused otherwise)"
+    )
+    p.add_argument(
+        "--json",
+        nargs="?",
+        const="-",
+        default=None,
+        metavar="PATH",
+        help="print the result as JSON to stdout (--json PATH is deprecated: use "
+        "--output PATH.json)",
+    )
     p.add_argument("--table", metavar="PREFIX", help=argparse.SUPPRESS)  # deprecated
     a = p.add_argument_group("Android (--adb); untested on a real device")
-    a.add_argument("--adb", action="store_true", help="run on an Android device with benchmark_model")
+    a.add_argument(
+        "--adb", action="store_true", help="run on an Android device with benchmark_model"
+    )
     a.add_argument("--adb_path", default="adb")
     a.add_argument("--serial", default=None)
     a.add_argument("--delegate", default="cpu", choices=["cpu", "gpu", "hexagon", "nnapi"])
-    a.add_argument("--benchmark_binary", default="benchmark_model",
-                   help="local path of an Android arm64 benchmark_model build to push")
-    a.add_argument("--push", action=CommaList, default=[],
-                   help="extra files to push, comma-separated (e.g. Hexagon libraries)")
+    a.add_argument(
+        "--benchmark_binary",
+        default="benchmark_model",
+        help="local path of an Android arm64 benchmark_model build to push",
+    )
+    a.add_argument(
+        "--push",
+        action=CommaList,
+        default=[],
+        help="extra files to push, comma-separated (e.g. Hexagon libraries)",
+    )
     args = p.parse_args(argv)
     if not args.adb and (args.delegate != "cpu" or args.serial):
         p.error("--delegate and --serial apply to --adb runs only")
@@ -208,12 +283,18 @@ def parse_args(argv=None):
         p.error("--core applies to local runs; on --adb the device's fastest core is used")
     args.json_file = None  # the deprecated --json PATH: JSON whatever the suffix
     if args.json not in (None, "-"):
-        print("warning: --json PATH is deprecated and will be removed in the next release; use "
-              "--output PATH.json", file=sys.stderr)
+        print(
+            "warning: --json PATH is deprecated and will be removed in the next release; use "
+            "--output PATH.json",
+            file=sys.stderr,
+        )
         args.json_file, args.json = args.json, None
     if args.table:
-        print(f"warning: --table is deprecated and will be removed in the next release; use "
-              f"--output {args.table}.md,{args.table}.csv", file=sys.stderr)
+        print(
+            f"warning: --table is deprecated and will be removed in the next release; use "
+            f"--output {args.table}.md,{args.table}.csv",
+            file=sys.stderr,
+        )
         args.output = [*args.output, args.table + ".md", args.table + ".csv"]
     for path in args.output:
         output_format(path)
@@ -227,27 +308,51 @@ def main(argv=None):
     fileio.check_outputs(outputs, inputs=args.models, overwrite=args.overwrite)
     if args.adb:
         from tflite import adb
-        runner = adb.AdbBenchmark(binary=args.benchmark_binary, adb=args.adb_path, serial=args.serial,
-                                  delegate=args.delegate, num_runs=args.num_runs, repeats=args.repeats,
-                                  num_threads=args.num_threads, warmup_runs=args.warmup_runs,
-                                  extra_files=tuple(args.push), log=log)
+
+        runner = adb.AdbBenchmark(
+            binary=args.benchmark_binary,
+            adb=args.adb_path,
+            serial=args.serial,
+            delegate=args.delegate,
+            num_runs=args.num_runs,
+            repeats=args.repeats,
+            num_threads=args.num_threads,
+            warmup_runs=args.warmup_runs,
+            extra_files=tuple(args.push),
+            log=log,
+        )
         models = []
         for path in args.models:
             log(f"{path}:")
             models.append(runner.run(path))
-        result = {"protocol": {"num_runs": args.num_runs, "repeats": args.repeats,
-                               "warmup_runs": args.warmup_runs,
-                               "num_threads": args.num_threads, "device": args.serial or "default",
-                               "delegate": args.delegate, "core": models[0]["core"],
-                               "core_reason": models[0]["core_reason"], "xnnpack": args.delegate == "cpu",
-                               "statistic": "median over repeats of benchmark_model's Inference (avg)"},
-                  "models": models}
+        result = {
+            "protocol": {
+                "num_runs": args.num_runs,
+                "repeats": args.repeats,
+                "warmup_runs": args.warmup_runs,
+                "num_threads": args.num_threads,
+                "device": args.serial or "default",
+                "delegate": args.delegate,
+                "core": models[0]["core"],
+                "core_reason": models[0]["core_reason"],
+                "xnnpack": args.delegate == "cpu",
+                "statistic": "median over repeats of benchmark_model's Inference (avg)",
+            },
+            "models": models,
+        }
     else:
         for path in args.models:
             runtime.read_model(path)  # fail fast on a missing or corrupt file
-        result = appendix_b(args.models, num_runs=args.num_runs, repeats=args.repeats,
-                            num_threads=args.num_threads, xnnpack=not args.no_xnnpack,
-                            warmup_runs=args.warmup_runs, core=args.core, log=log)
+        result = appendix_b(
+            args.models,
+            num_runs=args.num_runs,
+            repeats=args.repeats,
+            num_threads=args.num_threads,
+            xnnpack=not args.no_xnnpack,
+            warmup_runs=args.warmup_runs,
+            core=args.core,
+            log=log,
+        )
     log("")
     log(median_table(result).markdown() + protocol_line(result["protocol"]))
     if args.output:

@@ -24,6 +24,7 @@ pixels in [0, 255], batch-major: the exported graph normalises itself.
 Files are de-duplicated by real path (a symlink, or a symlink loop in a folder, never counts an
 image twice), so calibration and held-out images are always disjoint.
 """
+
 import dataclasses
 import glob
 import os
@@ -40,11 +41,12 @@ SHUFFLE_BUFFER = 2048  # mixes class-sorted sources (folder:, tfrecord:) before 
 @dataclasses.dataclass
 class Images:
     """Calibration and held-out pixels of one source; `heldout_labels` is None when unlabelled."""
+
     calibration: np.ndarray
     heldout: np.ndarray
     heldout_labels: np.ndarray | None
-    note: str            # why fewer images than asked, or that they are noise
-    description: str     # where the images came from, for the report
+    note: str  # why fewer images than asked, or that they are noise
+    description: str  # where the images came from, for the report
 
 
 def is_trainer_spec(source: str) -> bool:
@@ -101,19 +103,28 @@ def _tfrecords(files):
                 example = tf.train.Example.FromString(record.numpy())
                 for key in ("image/encoded", "image"):
                     if key in example.features.feature:
-                        yield f"record {i} of {files[0]}", example.features.feature[key].bytes_list.value[0], -1
+                        yield (
+                            f"record {i} of {files[0]}",
+                            example.features.feature[key].bytes_list.value[0],
+                            -1,
+                        )
                         break
                 else:
-                    raise ToolError(f"TFRecord examples in {files[0]} have no 'image/encoded' or 'image' "
-                                    f"feature (found {sorted(example.features.feature)})")
+                    raise ToolError(
+                        f"TFRecord examples in {files[0]} have no 'image/encoded' or 'image' "
+                        f"feature (found {sorted(example.features.feature)})"
+                    )
         except (tf.errors.DataLossError, tf.errors.InvalidArgumentError):
-            raise ToolError(f"{files[0]} is not a readable TFRecord file (corrupt or truncated)") from None
+            raise ToolError(
+                f"{files[0]} is not a readable TFRecord file (corrupt or truncated)"
+            ) from None
 
     return None, records()
 
 
 def _tfds_split(spec, data_dir):
     import tensorflow_datasets as tfds
+
     _, name, *rest = spec.split(":")
     split = rest[0] if rest else "validation"
     try:
@@ -121,40 +132,60 @@ def _tfds_split(spec, data_dir):
     except Exception as e:  # unknown dataset name
         raise ToolError(f"unknown TFDS dataset {name!r}: {str(e).splitlines()[0]}") from None
     if not builder.is_prepared():
-        raise ToolError(f"TFDS dataset {name!r} is not prepared in {builder.data_dir}; prepare it first "
-                        "(tfds build / manual download) or pass an image folder or TFRecords instead")
+        raise ToolError(
+            f"TFDS dataset {name!r} is not prepared in {builder.data_dir}; prepare it first "
+            "(tfds build / manual download) or pass an image folder or TFRecords instead"
+        )
     if split not in builder.info.splits:
-        raise ToolError(f"TFDS dataset {name!r} has no split {split!r}; choose one of {sorted(builder.info.splits)}")
+        raise ToolError(
+            f"TFDS dataset {name!r} has no split {split!r}; choose one of {sorted(builder.info.splits)}"
+        )
     ds = builder.as_dataset(split=split, decoders={"image": tfds.decode.SkipDecoding()})
     labelled = "label" in builder.info.features
     n = builder.info.splits[split].num_examples
-    return n, ((f"{name}:{split}[{i}]", ex["image"].numpy(), int(ex["label"]) if labelled else -1)
-               for i, ex in enumerate(ds))
+    return n, (
+        (f"{name}:{split}[{i}]", ex["image"].numpy(), int(ex["label"]) if labelled else -1)
+        for i, ex in enumerate(ds)
+    )
 
 
 def _trainer_source(spec, split, num_classes, data_dir):
     """experiments.data.make_source(spec, split) as a stream of (key, encoded, label)."""
     from experiments import data
+
     try:
         source = data.make_source(spec, split, tfds_data_dir=data_dir, num_classes=num_classes)
     except (ValueError, OSError) as e:
         raise ToolError(f"--calibration {spec}: {str(e).splitlines()[0]}") from None
-    if num_classes is not None and source.num_classes is not None and source.num_classes > num_classes:
-        raise ToolError(f"--calibration {spec} has {source.num_classes} classes but the model has "
-                        f"{num_classes}; calibrate on the data the model was trained on")
+    if (
+        num_classes is not None
+        and source.num_classes is not None
+        and source.num_classes > num_classes
+    ):
+        raise ToolError(
+            f"--calibration {spec} has {source.num_classes} classes but the model has "
+            f"{num_classes}; calibrate on the data the model was trained on"
+        )
     ds = source.read(None, None)
     if spec.partition(":")[0] in ("folder", "tfrecord"):
-        ds = ds.shuffle(min(SHUFFLE_BUFFER, max(1, source.num_examples)), seed=0,
-                        reshuffle_each_iteration=False)
+        ds = ds.shuffle(
+            min(SHUFFLE_BUFFER, max(1, source.num_examples)), seed=0, reshuffle_each_iteration=False
+        )
 
     def stream():
         import tensorflow as tf
+
         try:
             for key, encoded, label in ds:
                 yield key.numpy().decode(errors="replace"), encoded.numpy(), int(label)
-        except (tf.errors.DataLossError, tf.errors.InvalidArgumentError, tf.errors.NotFoundError) as e:
-            raise ToolError(f"--calibration {spec}: cannot read the data: "
-                            f"{str(e.message).splitlines()[0]}") from None
+        except (
+            tf.errors.DataLossError,
+            tf.errors.InvalidArgumentError,
+            tf.errors.NotFoundError,
+        ) as e:
+            raise ToolError(
+                f"--calibration {spec}: cannot read the data: {str(e.message).splitlines()[0]}"
+            ) from None
 
     return source.num_examples, stream()
 
@@ -167,6 +198,7 @@ def _take(stream, n, size, crop_fraction, num_classes, where, exclude=frozenset(
     """Up to n unique (pixels, label) from a (key, encoded, label) stream; keys in `exclude` and
     repeated real paths are skipped. Returns (pixels, labels, keys)."""
     from mobilenetv4 import preprocessing
+
     pixels, labels, keys = [], [], set()
     for key, encoded, label in stream:
         if len(pixels) >= n:
@@ -175,8 +207,10 @@ def _take(stream, n, size, crop_fraction, num_classes, where, exclude=frozenset(
         if k in keys or k in exclude:
             continue
         if num_classes is not None and label >= num_classes:
-            raise ToolError(f"{where}: {key} has label {label}, but the model has {num_classes} classes "
-                            f"(labels 0..{num_classes - 1}); calibrate on the data the model was trained on")
+            raise ToolError(
+                f"{where}: {key} has label {label}, but the model has {num_classes} classes "
+                f"(labels 0..{num_classes - 1}); calibrate on the data the model was trained on"
+            )
         keys.add(k)
         pixels.append(_decode_crop(encoded, key, size, crop_fraction, preprocessing))
         labels.append(label)
@@ -185,6 +219,7 @@ def _take(stream, n, size, crop_fraction, num_classes, where, exclude=frozenset(
 
 def _decode_crop(encoded, key, size, crop_fraction, preprocessing):
     import tensorflow as tf
+
     try:
         image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
     except (tf.errors.InvalidArgumentError, ValueError):
@@ -196,18 +231,33 @@ def _stack(pixels, size):
     return np.stack(pixels).astype(np.float32) if pixels else np.zeros((0, *size, 3), np.float32)
 
 
-def load(source: str, size: tuple[int, int], count: int, heldout: int, *, crop_fraction: float | None = None,
-         num_classes: int | None = None, seed: int = 0, tfds_data_dir: str | None = None,
-         log=print) -> Images:
+def load(
+    source: str,
+    size: tuple[int, int],
+    count: int,
+    heldout: int,
+    *,
+    crop_fraction: float | None = None,
+    num_classes: int | None = None,
+    seed: int = 0,
+    tfds_data_dir: str | None = None,
+    log=print,
+) -> Images:
     """Calibration and held-out images of `source` (see the module docstring)."""
     from mobilenetv4 import preprocessing
+
     h, w = size
     crop = preprocessing.EVAL_CROP_FRACTION if crop_fraction is None else float(crop_fraction)
     if source == "random":
         rng = np.random.default_rng(seed)
         pick = lambda n: rng.uniform(0, 255, size=(n, h, w, 3)).astype(np.float32)
-        return Images(pick(count), pick(heldout), None,
-                      "random noise images: fidelity figures do not reflect accuracy", "random noise")
+        return Images(
+            pick(count),
+            pick(heldout),
+            None,
+            "random noise images: fidelity figures do not reflect accuracy",
+            "random noise",
+        )
     if is_trainer_spec(source):
         return _load_trainer(source, (h, w), count, heldout, crop, num_classes, tfds_data_dir, log)
     if source.startswith("tfds:"):
@@ -217,12 +267,16 @@ def load(source: str, size: tuple[int, int], count: int, heldout: int, *, crop_f
     else:
         files = sorted(glob.glob(source))
         if not files:
-            raise ToolError(f"calibration source {source!r} is neither 'random', a dataset spec (sklearn_digits, "
-                            "tfds:NAME, folder:DIR, tfrecord:GLOB), tfds:NAME:SPLIT, an image folder, nor "
-                            "existing TFRecord file(s)")
+            raise ToolError(
+                f"calibration source {source!r} is neither 'random', a dataset spec (sklearn_digits, "
+                "tfds:NAME, folder:DIR, tfrecord:GLOB), tfds:NAME:SPLIT, an image folder, nor "
+                "existing TFRecord file(s)"
+            )
         total, stream = _tfrecords(files)
     labelled = source.startswith("tfds:")
-    pixels, labels, _ = _take(stream, count + heldout, (h, w), crop, num_classes if labelled else None, source)
+    pixels, labels, _ = _take(
+        stream, count + heldout, (h, w), crop, num_classes if labelled else None, source
+    )
     return _split_one_source(source, pixels, labels if labelled else None, count, heldout, (h, w))
 
 
@@ -232,18 +286,28 @@ def _split_one_source(source, pixels, labels, count, heldout, size):
     note = ""
     if total < count + heldout:
         if total < (2 if count else 1):
-            raise ToolError(f"{source} holds {total} usable image(s); calibration needs at least a few dozen")
+            raise ToolError(
+                f"{source} holds {total} usable image(s); calibration needs at least a few dozen"
+            )
         heldout = max(1, min(heldout, total // 4)) if count else total
         count = total - heldout
         note = f"{source} holds only {total} unique images: {count} used for calibration, {heldout} held out"
-    cal, held = _stack(pixels[:count], size), _stack(pixels[count:count + heldout], size)
-    held_labels = np.asarray(labels[count:count + heldout], np.int64) if labels is not None else None
-    return Images(cal, held, held_labels, note,
-                  f"{source}: {len(cal)} images for calibration, {len(held)} other images held out")
+    cal, held = _stack(pixels[:count], size), _stack(pixels[count : count + heldout], size)
+    held_labels = (
+        np.asarray(labels[count : count + heldout], np.int64) if labels is not None else None
+    )
+    return Images(
+        cal,
+        held,
+        held_labels,
+        note,
+        f"{source}: {len(cal)} images for calibration, {len(held)} other images held out",
+    )
 
 
 def _load_trainer(spec, size, count, heldout, crop, num_classes, data_dir, log):
     from experiments import data
+
     has_eval = data.eval_split_of(spec) is not None
     if not has_eval:
         _, stream = _trainer_source(spec, "train", num_classes, data_dir)
@@ -260,14 +324,35 @@ def _load_trainer(spec, size, count, heldout, crop, num_classes, data_dir, log):
     held, labels, _ = _take(held_stream, heldout, size, crop, num_classes, spec, exclude=keys)
     if not held:
         raise ToolError(f"--calibration {spec}: its held-out split holds no images")
-    return Images(_stack(pixels, size), _stack(held, size), np.asarray(labels, np.int64), "",
-                  f"{spec}: {len(pixels)} train-split images for calibration, {len(held)} held-out-split images")
+    return Images(
+        _stack(pixels, size),
+        _stack(held, size),
+        np.asarray(labels, np.int64),
+        "",
+        f"{spec}: {len(pixels)} train-split images for calibration, {len(held)} held-out-split images",
+    )
 
 
-def load_split(source: str, size: tuple[int, int], count: int, heldout: int, *, seed: int = 0,
-               tfds_data_dir: str | None = None, crop_fraction: float | None = None,
-               log=print) -> tuple[np.ndarray, np.ndarray, str]:
+def load_split(
+    source: str,
+    size: tuple[int, int],
+    count: int,
+    heldout: int,
+    *,
+    seed: int = 0,
+    tfds_data_dir: str | None = None,
+    crop_fraction: float | None = None,
+    log=print,
+) -> tuple[np.ndarray, np.ndarray, str]:
     """(calibration images, held-out images, note): `load` without the labels."""
-    images = load(source, size, count, heldout, crop_fraction=crop_fraction, seed=seed,
-                  tfds_data_dir=tfds_data_dir, log=log)
+    images = load(
+        source,
+        size,
+        count,
+        heldout,
+        crop_fraction=crop_fraction,
+        seed=seed,
+        tfds_data_dir=tfds_data_dir,
+        log=log,
+    )
     return images.calibration, images.heldout, images.note

@@ -5,6 +5,7 @@ core). Containers and VMs often hide cpufreq; then all cores are taken as equall
 other processes used least over a short /proc/stat sample is chosen (on a shared machine that is
 the core the benchmark will be disturbed on least); the reason string says which rule applied.
 """
+
 import dataclasses
 import glob
 import os
@@ -43,6 +44,7 @@ def read_max_freqs(sysfs_root: str = SYSFS_CPU) -> dict[int, int]:
 
 def idle_fractions(seconds: float = 0.25, stat_path: str = "/proc/stat") -> dict[int, float]:
     """{core: fraction of the sample it spent idle}; empty when /proc/stat is unreadable."""
+
     def sample():
         out = {}
         try:
@@ -55,14 +57,16 @@ def idle_fractions(seconds: float = 0.25, stat_path: str = "/proc/stat") -> dict
         except OSError:
             pass
         return out
+
     a = sample()
     time.sleep(seconds)
     b = sample()
     return {c: (b[c][0] - a[c][0]) / max(1, b[c][1] - a[c][1]) for c in a if c in b}
 
 
-def choose_fastest(freqs: dict[int, int], allowed: set[int],
-                   idle: dict[int, float] | None = None) -> CoreChoice:
+def choose_fastest(
+    freqs: dict[int, int], allowed: set[int], idle: dict[int, float] | None = None
+) -> CoreChoice:
     """Highest max frequency among allowed cores; ties go to the highest index (big cores sit last
     on Arm SoCs). Without frequencies: the most idle core when `idle` is given, else the lowest."""
     if not allowed:
@@ -72,17 +76,26 @@ def choose_fastest(freqs: dict[int, int], allowed: set[int],
         best = max(known.values())
         core = max(c for c, f in known.items() if f == best)
         ties = sorted(c for c, f in known.items() if f == best)
-        why = (f"cpu{core} has the highest cpuinfo_max_freq ({best / 1e6:.2f} GHz)"
-               + (f"; tied with cpu{','.join(map(str, ties))}" if len(ties) > 1 else ""))
+        why = f"cpu{core} has the highest cpuinfo_max_freq ({best / 1e6:.2f} GHz)" + (
+            f"; tied with cpu{','.join(map(str, ties))}" if len(ties) > 1 else ""
+        )
         return CoreChoice(core, best, why)
     idle = {c: f for c, f in (idle or {}).items() if c in allowed}
     if idle:
         core = max(sorted(idle), key=lambda c: idle[c])
-        return CoreChoice(core, None, f"cpufreq is not exposed here (container/VM), so cores are taken as "
-                                      f"equally fast; cpu{core} was the most idle ({100 * idle[core]:.0f}% idle)")
+        return CoreChoice(
+            core,
+            None,
+            f"cpufreq is not exposed here (container/VM), so cores are taken as "
+            f"equally fast; cpu{core} was the most idle ({100 * idle[core]:.0f}% idle)",
+        )
     core = min(allowed)
-    return CoreChoice(core, None, f"cpufreq is not exposed here (container/VM), cores assumed equal; "
-                                  f"using cpu{core}, the lowest-numbered core allowed to this process")
+    return CoreChoice(
+        core,
+        None,
+        f"cpufreq is not exposed here (container/VM), cores assumed equal; "
+        f"using cpu{core}, the lowest-numbered core allowed to this process",
+    )
 
 
 def fastest_core(sysfs_root: str = SYSFS_CPU) -> CoreChoice:
@@ -94,5 +107,7 @@ def pin_to_core(core: int) -> None:
     """Pins the calling process (and the threads it starts later) to one core."""
     allowed = os.sched_getaffinity(0)
     if core not in allowed:
-        raise ToolError(f"cannot pin to cpu{core}: this process may only use cores {sorted(allowed)}")
+        raise ToolError(
+            f"cannot pin to cpu{core}: this process may only use cores {sorted(allowed)}"
+        )
     os.sched_setaffinity(0, {core})

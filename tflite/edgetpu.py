@@ -1,4 +1,5 @@
 """EdgeTPU compilation: runs `edgetpu_compiler` on a full-integer model and reports mapped ops."""
+
 import os
 import re
 import shutil
@@ -13,17 +14,21 @@ COMPILER = "edgetpu_compiler"
 def require_compiler(compiler: str = COMPILER) -> str:
     path = shutil.which(compiler)
     if path is None:
-        raise ToolError(f"{compiler} is not installed (it is not on PATH). It exists for x86-64 Debian/"
-                        "Ubuntu only: install the 'edgetpu-compiler' apt package from Coral's repository "
-                        "(https://coral.ai/docs/edgetpu/compiler/), or export without --edgetpu")
+        raise ToolError(
+            f"{compiler} is not installed (it is not on PATH). It exists for x86-64 Debian/"
+            "Ubuntu only: install the 'edgetpu-compiler' apt package from Coral's repository "
+            "(https://coral.ai/docs/edgetpu/compiler/), or export without --edgetpu"
+        )
     return path
 
 
 def parse_log(log: str) -> dict:
     """Mapped/unmapped counts and the per-op table of an `edgetpu_compiler -s` log."""
+
     def count(pattern):
         m = re.search(pattern, log)
         return int(m.group(1)) if m else None
+
     ops = []
     for m in re.finditer(r"^(\w+)\s{2,}(\d+)\s{2,}(.+?)\s*$", log, re.MULTILINE):
         if m.group(1) != "Operator":
@@ -31,8 +36,10 @@ def parse_log(log: str) -> dict:
     mapped = count(r"Number of operations that will run on Edge TPU:\s*(\d+)")
     unmapped = count(r"Number of operations that will run on CPU:\s*(\d+)")
     if mapped is None:
-        raise ToolError("edgetpu_compiler did not report how many operations map to the Edge TPU; "
-                        "its log ended with: " + " | ".join(log.strip().splitlines()[-8:]))
+        raise ToolError(
+            "edgetpu_compiler did not report how many operations map to the Edge TPU; "
+            "its log ended with: " + " | ".join(log.strip().splitlines()[-8:])
+        )
     return {"mapped_ops": mapped, "unmapped_ops": unmapped or 0, "ops": ops}
 
 
@@ -47,8 +54,10 @@ def compile_model(model_path: str, out_dir: str | None = None, compiler: str = C
         proc = subprocess.run([exe, "-s", "-o", work, model_path], capture_output=True, text=True)
         log = proc.stdout + proc.stderr
         if proc.returncode != 0:
-            raise ToolError(f"edgetpu_compiler failed (exit {proc.returncode}): "
-                            + " | ".join(log.strip().splitlines()[-8:]))
+            raise ToolError(
+                f"edgetpu_compiler failed (exit {proc.returncode}): "
+                + " | ".join(log.strip().splitlines()[-8:])
+            )
         result = parse_log(log)
         stem = os.path.splitext(os.path.basename(model_path))[0]
         compiled = f"{stem}_edgetpu.tflite"
@@ -66,7 +75,9 @@ def compile_model(model_path: str, out_dir: str | None = None, compiler: str = C
 
 
 def format_result(result: dict) -> str:
-    lines = [f"EdgeTPU: {result['mapped_ops']} ops mapped to the Edge TPU, {result['unmapped_ops']} run on "
-             f"the CPU; compiled model {result['compiled_model']}"]
+    lines = [
+        f"EdgeTPU: {result['mapped_ops']} ops mapped to the Edge TPU, {result['unmapped_ops']} run on "
+        f"the CPU; compiled model {result['compiled_model']}"
+    ]
     lines += [f"  {o['op']:<24} x{o['count']:<4} {o['status']}" for o in result["ops"]]
     return "\n".join(lines)

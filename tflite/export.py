@@ -21,6 +21,7 @@ float Keras model on held-out images, and the held-out top-1 of both when the da
 printed and saved as OUTPUT.report.md / .report.json. Every file is written atomically; an
 existing output is refused unless --overwrite.
 """
+
 import os
 import time
 
@@ -45,8 +46,18 @@ FLOAT_ATTENTION_OPS = ("BATCH_MATMUL", "SOFTMAX", "GELU")
 ATTENTION_PRECISIONS = ("float", "int8_matmul", "int8")
 # create_model arguments a build record may carry that change the exported network (the rest,
 # such as kernel_regularizer or input_shape, do not apply to an inference graph).
-RECORD_BUILD_KEYS = ("width_multiplier", "padding", "bn_epsilon", "bn_momentum", "attention_type",
-                     "include_top", "pooling", "dropout", "stochastic_depth_rate", "classifier_activation")
+RECORD_BUILD_KEYS = (
+    "width_multiplier",
+    "padding",
+    "bn_epsilon",
+    "bn_momentum",
+    "attention_type",
+    "include_top",
+    "pooling",
+    "dropout",
+    "stochastic_depth_rate",
+    "classifier_activation",
+)
 LABELLED_HELDOUT = 500  # default held-out images of a labelled source (top-1 resolution 0.2 points)
 UNLABELLED_HELDOUT = 64
 
@@ -54,19 +65,26 @@ UNLABELLED_HELDOUT = 64
 def with_pixel_input(model, preprocessing: str, input_size: tuple[int, int]):
     """Static-batch-1 model on [0, 255] pixels: normalisation (mobilenetv4.preprocessing) + `model`."""
     import tf_keras as keras
+
     inputs = keras.Input(shape=(*input_size, 3), batch_size=1, name="pixels")
     x = inputs
     mean_std = preprocessing_lib.mean_std_255(preprocessing)
     if mean_std is not None:
         mean, std = (np.array(v, np.float32) for v in mean_std)
-        x = keras.layers.Normalization(mean=mean, variance=std ** 2, name="normalize")(x)
+        x = keras.layers.Normalization(mean=mean, variance=std**2, name="normalize")(x)
     return keras.Model(inputs, model(x), name=f"{model.name}_pixels")  # training flag propagates
 
 
-def convert(model, precision: str, io: str = "float", representative: np.ndarray | None = None,
-            attention_precision: str = "float") -> bytes:
+def convert(
+    model,
+    precision: str,
+    io: str = "float",
+    representative: np.ndarray | None = None,
+    attention_precision: str = "float",
+) -> bytes:
     """Keras model with a static input -> .tflite bytes; for INT8 see ATTENTION_PRECISIONS."""
     import tensorflow as tf
+
     spec = tf.TensorSpec(model.inputs[0].shape, tf.float32)
     fn = tf.function(lambda x: model(x, training=False), input_signature=[spec])
     # The converter saves the trackable it is given as a SavedModel first; the Keras model itself
@@ -75,7 +93,9 @@ def convert(model, precision: str, io: str = "float", representative: np.ndarray
     # byte.
     holder = tf.Module()
     holder.model_weights = list(model.weights)
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()], holder)
+    converter = tf.lite.TFLiteConverter.from_concrete_functions(
+        [fn.get_concrete_function()], holder
+    )
     if precision == "fp16":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.target_spec.supported_types = [tf.float16]
@@ -86,21 +106,31 @@ def convert(model, precision: str, io: str = "float", representative: np.ndarray
         converter.representative_dataset = lambda: ([image[None]] for image in representative)
         dtype = {"uint8": tf.uint8, "int8": tf.int8, "float": tf.float32}[io]
         if attention_precision not in ATTENTION_PRECISIONS:
-            raise ToolError(f"attention precision must be one of {', '.join(ATTENTION_PRECISIONS)}, "
-                            f"got {attention_precision!r}")
+            raise ToolError(
+                f"attention precision must be one of {', '.join(ATTENTION_PRECISIONS)}, "
+                f"got {attention_precision!r}"
+            )
         if attention_precision in ("float", "int8_matmul"):
             # Calibrate, then quantize with a denylist: the converter's public API has no
             # per-op switch; this is what tf.lite.experimental.QuantizationDebugger does.
             from tensorflow.lite.python import convert as convert_lib
-            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8,
-                                                   tf.lite.OpsSet.TFLITE_BUILTINS]
+
+            converter.target_spec.supported_ops = [
+                tf.lite.OpsSet.TFLITE_BUILTINS_INT8,
+                tf.lite.OpsSet.TFLITE_BUILTINS,
+            ]
             converter.experimental_mlir_quantizer = True
             converter._experimental_calibrate_only = True
             from tensorflow.lite.python import util
-            denylist = [op for op in FLOAT_ATTENTION_OPS
-                        if not (attention_precision == "int8_matmul" and op == "BATCH_MATMUL")]
-            quantized = convert_lib.mlir_quantize(converter.convert(), fully_quantize=False,
-                                                  denylisted_ops=denylist)
+
+            denylist = [
+                op
+                for op in FLOAT_ATTENTION_OPS
+                if not (attention_precision == "int8_matmul" and op == "BATCH_MATMUL")
+            ]
+            quantized = convert_lib.mlir_quantize(
+                converter.convert(), fully_quantize=False, denylisted_ops=denylist
+            )
             if attention_precision == "int8_matmul":
                 quantized = requantize.symmetric_matmul_operands(quantized)
             # Float io with QUANTIZE/DEQUANTIZE at the ends; set the io type as the converter would.
@@ -117,14 +147,17 @@ def checkpoint_prefix(path: str) -> str:
     """The TF checkpoint to restore for --checkpoint PATH: the newest in a run directory (or its
     checkpoints/ sub-directory), or PATH itself when it is a checkpoint prefix (ckpt-N)."""
     import tensorflow as tf
+
     if os.path.isdir(path):
         for directory in (path, os.path.join(path, "checkpoints")):
             if os.path.isdir(directory):
                 prefix = tf.train.latest_checkpoint(directory)
                 if prefix is not None:
                     return prefix
-        raise ToolError(f"no TF checkpoint in {path} (expected a 'checkpoint' index file and "
-                        "ckpt-N.index/.data files there or in its checkpoints/ sub-directory)")
+        raise ToolError(
+            f"no TF checkpoint in {path} (expected a 'checkpoint' index file and "
+            "ckpt-N.index/.data files there or in its checkpoints/ sub-directory)"
+        )
     if os.path.exists(path + ".index"):
         return path
     raise ToolError(f"checkpoint directory {path} does not exist")
@@ -133,6 +166,7 @@ def checkpoint_prefix(path: str) -> str:
 def checkpoint_has_ema(prefix: str) -> bool:
     """Whether the trainer's checkpoint holds EMA shadow weights (tf.train.Checkpoint(ema=...))."""
     import tensorflow as tf
+
     return any(name.startswith("ema/") for name, _ in tf.train.list_variables(prefix))
 
 
@@ -146,6 +180,7 @@ def restore_checkpoint(model, path: str, raw_weights: bool = False) -> tuple[str
     `model.save_weights` prefix is read with `model.load_weights`. Returns (checkpoint, "ema"|"raw").
     Only tensors are read: nothing in a checkpoint can run code."""
     import tensorflow as tf
+
     prefix = checkpoint_prefix(path)
     try:
         status = tf.train.Checkpoint(model=model).read(prefix)
@@ -155,26 +190,31 @@ def restore_checkpoint(model, path: str, raw_weights: bool = False) -> tuple[str
         try:
             model.load_weights(prefix).expect_partial()
         except (AssertionError, ValueError, tf.errors.OpError) as e:
-            raise ToolError(f"checkpoint {prefix} does not match model {model.name}: "
-                            f"{str(e).splitlines()[0]}. Check --model, --classes and --input_size") from None
+            raise ToolError(
+                f"checkpoint {prefix} does not match model {model.name}: "
+                f"{str(e).splitlines()[0]}. Check --model, --classes and --input_size"
+            ) from None
         return prefix, "raw"
     if raw_weights or not checkpoint_has_ema(prefix):
         return prefix, "raw"
     from experiments import optim
+
     ema = optim.EMA(model, 0.5)  # the decay does not matter: only the averages are read
     try:
         status = tf.train.Checkpoint(ema=ema).read(prefix)
         status.assert_existing_objects_matched()
         status.expect_partial()
     except (AssertionError, ValueError, tf.errors.OpError) as e:
-        raise ToolError(f"the EMA weights in {prefix} do not match model {model.name}: "
-                        f"{str(e).splitlines()[0]}; pass --raw_weights to export the raw weights") from None
+        raise ToolError(
+            f"the EMA weights in {prefix} do not match model {model.name}: "
+            f"{str(e).splitlines()[0]}; pass --raw_weights to export the raw weights"
+        ) from None
     ema.swap()  # the model now holds the averages
     return prefix, "ema"
 
 
 def report_paths(output: str) -> tuple[str, str]:
-    stem = output[:-len(".tflite")] if output.endswith(".tflite") else output
+    stem = output[: -len(".tflite")] if output.endswith(".tflite") else output
     return stem + ".report.md", stem + ".report.json"
 
 
@@ -192,11 +232,31 @@ def top1(logits: np.ndarray, labels: np.ndarray) -> float:
     return float(np.mean(np.argmax(logits, -1) == labels))
 
 
-def export(model_name: str, precision: str, output: str, *, input_size=(224, 224), io=None,
-           weights=None, checkpoint=None, raw_weights=False, calibration_source=None,
-           num_calibration=300, num_heldout=None, preprocessing="imagenet", classes=1000,
-           tfds_data_dir=None, model_overrides=None, keras_model=None, attention_precision="float",
-           crop_fraction=None, record=None, overwrite=False, edgetpu=False, log=print) -> dict:
+def export(
+    model_name: str,
+    precision: str,
+    output: str,
+    *,
+    input_size=(224, 224),
+    io=None,
+    weights=None,
+    checkpoint=None,
+    raw_weights=False,
+    calibration_source=None,
+    num_calibration=300,
+    num_heldout=None,
+    preprocessing="imagenet",
+    classes=1000,
+    tfds_data_dir=None,
+    model_overrides=None,
+    keras_model=None,
+    attention_precision="float",
+    crop_fraction=None,
+    record=None,
+    overwrite=False,
+    edgetpu=False,
+    log=print,
+) -> dict:
     """Builds (or takes) the float model, converts it, analyses the result; returns the report.
 
     `record` is the build record of `weights`/`checkpoint` (for the report and for naming the
@@ -204,6 +264,7 @@ def export(model_name: str, precision: str, output: str, *, input_size=(224, 224
     The .tflite, its reports and the EdgeTPU outputs are written atomically (fileio); existing
     ones are refused unless `overwrite`, and none may be an input of this export."""
     from tflite import models
+
     io = io or ("uint8" if precision == "int8" else "float")
     if io not in IO_TYPES:
         raise ToolError(f"--io must be one of {IO_TYPES}")
@@ -214,17 +275,25 @@ def export(model_name: str, precision: str, output: str, *, input_size=(224, 224
     trained_on = (record or {}).get("data")
     if precision == "int8" and calibration_source is None:
         if trained_on:
-            raise ToolError(f"INT8 export needs calibration images: this model was trained on {trained_on}; "
-                            f"pass --calibration {trained_on} (or --calibration random for a latency-only model)")
-        raise ToolError("INT8 export needs calibration images from the real input pipeline: pass "
-                        "--calibration with a dataset spec (sklearn_digits, tfds:NAME, folder:DIR, "
-                        "tfrecord:GLOB), a folder of images, TFRecords or tfds:NAME:SPLIT. For a "
-                        "latency-only model pass --calibration random explicitly")
+            raise ToolError(
+                f"INT8 export needs calibration images: this model was trained on {trained_on}; "
+                f"pass --calibration {trained_on} (or --calibration random for a latency-only model)"
+            )
+        raise ToolError(
+            "INT8 export needs calibration images from the real input pipeline: pass "
+            "--calibration with a dataset spec (sklearn_digits, tfds:NAME, folder:DIR, "
+            "tfrecord:GLOB), a folder of images, TFRecords or tfds:NAME:SPLIT. For a "
+            "latency-only model pass --calibration random explicitly"
+        )
     preprocessing_lib.mean_std_255(preprocessing)  # UserError for an unknown name
     if weights and checkpoint:
         raise ToolError("pass either --weights or --checkpoint, not both")
     outputs = [output, *report_paths(output)] + (list(edgetpu_paths(output)) if edgetpu else [])
-    inputs = [weights, checkpoint, calibration_source if _is_file_source(calibration_source) else None]
+    inputs = [
+        weights,
+        checkpoint,
+        calibration_source if _is_file_source(calibration_source) else None,
+    ]
     fileio.check_outputs(outputs, inputs=inputs, overwrite=overwrite)
     if weights and not (os.path.exists(weights) or os.path.exists(weights + ".index")):
         raise ToolError(f"--weights {weights} does not exist")
@@ -234,10 +303,17 @@ def export(model_name: str, precision: str, output: str, *, input_size=(224, 224
         weights_kind, weights_path = "caller's model", None
     else:
         file_weights = weights if weights and not os.path.exists(weights + ".index") else None
-        keras_model = models.build(model_name, (*input_size, 3), classes=classes, weights=file_weights,
-                                   **(model_overrides or {}))
+        keras_model = models.build(
+            model_name,
+            (*input_size, 3),
+            classes=classes,
+            weights=file_weights,
+            **(model_overrides or {}),
+        )
         if checkpoint or (weights and not file_weights):
-            weights_path, weights_kind = restore_checkpoint(keras_model, checkpoint or weights, raw_weights)
+            weights_path, weights_kind = restore_checkpoint(
+                keras_model, checkpoint or weights, raw_weights
+            )
         elif weights:
             weights_path, weights_kind = weights, (record or {}).get("weights") or "unrecorded"
         else:
@@ -247,8 +323,10 @@ def export(model_name: str, precision: str, output: str, *, input_size=(224, 224
 
     source = calibration_source or "random"
     if calibration_source is None and trained_on:
-        log(f"note: fidelity is measured on random noise; pass --calibration {trained_on} to measure "
-            "held-out top-1 on the data this model was trained on")
+        log(
+            f"note: fidelity is measured on random noise; pass --calibration {trained_on} to measure "
+            "held-out top-1 on the data this model was trained on"
+        )
     elif trained_on and source not in ("random", trained_on):
         log(f"note: calibrating on {source}, but the model was trained on {trained_on}")
     labelled = calibration.is_trainer_spec(source) or source.startswith("tfds:")
@@ -256,11 +334,22 @@ def export(model_name: str, precision: str, output: str, *, input_size=(224, 224
         num_heldout = LABELLED_HELDOUT if labelled else UNLABELLED_HELDOUT
     n_cal = num_calibration if precision == "int8" else 0
     log(f"images: {n_cal} for calibration + up to {num_heldout} held out, from {source}")
-    images = calibration.load(source, input_size, n_cal, num_heldout, crop_fraction=crop_fraction,
-                              num_classes=int(keras_model.output_shape[-1]),
-                              tfds_data_dir=tfds_data_dir, log=log)
-    log(f"converting {model_name} to {precision.upper()} (io {io}) at {input_size[0]}x{input_size[1]} ...")
-    data = convert(model, precision, io, images.calibration, attention_precision=attention_precision)
+    images = calibration.load(
+        source,
+        input_size,
+        n_cal,
+        num_heldout,
+        crop_fraction=crop_fraction,
+        num_classes=int(keras_model.output_shape[-1]),
+        tfds_data_dir=tfds_data_dir,
+        log=log,
+    )
+    log(
+        f"converting {model_name} to {precision.upper()} (io {io}) at {input_size[0]}x{input_size[1]} ..."
+    )
+    data = convert(
+        model, precision, io, images.calibration, attention_precision=attention_precision
+    )
     keras_logits = model.predict(images.heldout, batch_size=16, verbose=0)
     with fileio.atomic_path(output) as tmp:  # renamed into place only once it loads and runs
         with open(tmp, "wb") as f:
@@ -276,13 +365,22 @@ def export(model_name: str, precision: str, output: str, *, input_size=(224, 224
         fid["tflite_top1"] = top1(tflite_logits, images.heldout_labels)
     if images.note:
         fid["note"] = images.note
-    report = {"model": model_name, "precision": precision, "io": io, "input_size": list(input_size),
-              "attention_precision": attention_precision if precision == "int8" else None,
-              "output": output, "calibration": source if precision == "int8" else None,
-              "preprocessing": preprocessing, "eval_crop_fraction": crop_fraction,
-              "weights": weights_kind, "weights_path": weights_path,
-              "build_record": build_record.describe(record) if record else None,
-              "graph": stats.to_dict(), "fidelity": fid}
+    report = {
+        "model": model_name,
+        "precision": precision,
+        "io": io,
+        "input_size": list(input_size),
+        "attention_precision": attention_precision if precision == "int8" else None,
+        "output": output,
+        "calibration": source if precision == "int8" else None,
+        "preprocessing": preprocessing,
+        "eval_crop_fraction": crop_fraction,
+        "weights": weights_kind,
+        "weights_path": weights_path,
+        "build_record": build_record.describe(record) if record else None,
+        "graph": stats.to_dict(),
+        "fidelity": fid,
+    }
     details = [f"weights: {weights_kind}" + (f" ({weights_path})" if weights_path else "")]
     if record:
         details.append(f"build record: {build_record.describe(record)}")
@@ -300,6 +398,7 @@ def export(model_name: str, precision: str, output: str, *, input_size=(224, 224
 
 def _compile_edgetpu(output, log):
     from tflite import edgetpu
+
     result = edgetpu.compile_model(output)
     log(edgetpu.format_result(result))
     return {k: v for k, v in result.items() if k != "log"}
@@ -307,57 +406,123 @@ def _compile_edgetpu(output, log):
 
 def parse_args(argv=None):
     p = cli.ArgumentParser(prog="python -m tflite.export", description=__doc__)
-    p.add_argument("--model", default=None,
-                   help="NAME[@H[xW]] (conv_small, hybrid_medium@256x192, ...), keras:NAME or model_garden:NAME; "
-                        "optional when --weights/--checkpoint carry a build record")
+    p.add_argument(
+        "--model",
+        default=None,
+        help="NAME[@H[xW]] (conv_small, hybrid_medium@256x192, ...), keras:NAME or model_garden:NAME; "
+        "optional when --weights/--checkpoint carry a build record",
+    )
     src = p.add_mutually_exclusive_group()
-    src.add_argument("--weights", help="tf_keras weights file (.h5, .weights.h5) or a checkpoint prefix; "
-                                       "its build record (if any) supplies the model's settings")
-    src.add_argument("--checkpoint", help="a training run's directory (or its checkpoints/): the newest "
-                                          "checkpoint, EMA weights when the run kept them")
-    p.add_argument("--raw_weights", action="store_true",
-                   help="with --checkpoint: export the raw weights instead of the EMA weights")
+    src.add_argument(
+        "--weights",
+        help="tf_keras weights file (.h5, .weights.h5) or a checkpoint prefix; "
+        "its build record (if any) supplies the model's settings",
+    )
+    src.add_argument(
+        "--checkpoint",
+        help="a training run's directory (or its checkpoints/): the newest "
+        "checkpoint, EMA weights when the run kept them",
+    )
+    p.add_argument(
+        "--raw_weights",
+        action="store_true",
+        help="with --checkpoint: export the raw weights instead of the EMA weights",
+    )
     prec = p.add_mutually_exclusive_group(required=True)
     for name in ("int8", "fp16", "fp32"):
         prec.add_argument(f"--{name}", dest="precision", action="store_const", const=name)
-    cli.add_output_flags(p, required=True, help="path of the .tflite to write (reports go next to it)")
-    p.add_argument("--input_size", type=cli.positive_int, nargs="+", metavar="H [W]", default=None,
-                   help="input height and width (default: the build record's, else the model's default)")
-    p.add_argument("--calibration",
-                   help="random | a trainer dataset spec (sklearn_digits, tfds:NAME, folder:DIR, "
-                        "tfrecord:GLOB) | tfds:NAME:SPLIT | image folder | TFRecord glob")
-    p.add_argument("--num_calibration", type=cli.positive_int, default=300,
-                   help="calibration images (default 300)")
-    p.add_argument("--num_heldout", type=cli.positive_int, default=None,
-                   help=f"held-out images for the fidelity check (default {LABELLED_HELDOUT} for a "
-                        f"labelled dataset spec, {UNLABELLED_HELDOUT} otherwise)")
-    p.add_argument("--io", choices=IO_TYPES, default=None, help="INT8 input/output type (default uint8)")
-    p.add_argument("--preprocessing", choices=PREPROCESSING_CHOICES, default=None,
-                   help="normalisation folded into the graph (default: the build record's, else imagenet)")
-    p.add_argument("--eval_crop_fraction", type=cli.positive_float, default=None,
-                   help="central crop of the calibration/held-out images (default: the build "
-                        f"record's, else {preprocessing_lib.EVAL_CROP_FRACTION})")
-    p.add_argument("--classes", type=cli.positive_int, default=None,
-                   help="classifier outputs (default: the build record's, else 1000)")
-    p.add_argument("--width_multiplier", type=cli.positive_float, default=None,
-                   help="override the recorded width multiplier")
-    p.add_argument("--attention_type", choices=("mobile_mqa", "mqa", "mhsa"), default=None,
-                   help="override the recorded attention type (hybrids)")
-    p.add_argument("--padding", choices=("same", "symmetric"), default=None,
-                   help="override the recorded padding")
+    cli.add_output_flags(
+        p, required=True, help="path of the .tflite to write (reports go next to it)"
+    )
+    p.add_argument(
+        "--input_size",
+        type=cli.positive_int,
+        nargs="+",
+        metavar="H [W]",
+        default=None,
+        help="input height and width (default: the build record's, else the model's default)",
+    )
+    p.add_argument(
+        "--calibration",
+        help="random | a trainer dataset spec (sklearn_digits, tfds:NAME, folder:DIR, "
+        "tfrecord:GLOB) | tfds:NAME:SPLIT | image folder | TFRecord glob",
+    )
+    p.add_argument(
+        "--num_calibration",
+        type=cli.positive_int,
+        default=300,
+        help="calibration images (default 300)",
+    )
+    p.add_argument(
+        "--num_heldout",
+        type=cli.positive_int,
+        default=None,
+        help=f"held-out images for the fidelity check (default {LABELLED_HELDOUT} for a "
+        f"labelled dataset spec, {UNLABELLED_HELDOUT} otherwise)",
+    )
+    p.add_argument(
+        "--io", choices=IO_TYPES, default=None, help="INT8 input/output type (default uint8)"
+    )
+    p.add_argument(
+        "--preprocessing",
+        choices=PREPROCESSING_CHOICES,
+        default=None,
+        help="normalisation folded into the graph (default: the build record's, else imagenet)",
+    )
+    p.add_argument(
+        "--eval_crop_fraction",
+        type=cli.positive_float,
+        default=None,
+        help="central crop of the calibration/held-out images (default: the build "
+        f"record's, else {preprocessing_lib.EVAL_CROP_FRACTION})",
+    )
+    p.add_argument(
+        "--classes",
+        type=cli.positive_int,
+        default=None,
+        help="classifier outputs (default: the build record's, else 1000)",
+    )
+    p.add_argument(
+        "--width_multiplier",
+        type=cli.positive_float,
+        default=None,
+        help="override the recorded width multiplier",
+    )
+    p.add_argument(
+        "--attention_type",
+        choices=("mobile_mqa", "mqa", "mhsa"),
+        default=None,
+        help="override the recorded attention type (hybrids)",
+    )
+    p.add_argument(
+        "--padding",
+        choices=("same", "symmetric"),
+        default=None,
+        help="override the recorded padding",
+    )
     p.add_argument("--tfds_data_dir", default=None)
-    p.add_argument("--attention_precision", choices=ATTENTION_PRECISIONS, default=None,
-                   help="INT8 only: keep the attention matmuls and softmax in float so XNNPACK runs "
-                        "the whole graph (default); int8_matmul: int8 matmuls re-quantized so "
-                        "XNNPACK still runs the whole graph, softmax float; int8: quantize every op "
-                        "(default with --edgetpu)")
-    p.add_argument("--edgetpu", action="store_true", help="compile with edgetpu_compiler (INT8 only)")
+    p.add_argument(
+        "--attention_precision",
+        choices=ATTENTION_PRECISIONS,
+        default=None,
+        help="INT8 only: keep the attention matmuls and softmax in float so XNNPACK runs "
+        "the whole graph (default); int8_matmul: int8 matmuls re-quantized so "
+        "XNNPACK still runs the whole graph, softmax float; int8: quantize every op "
+        "(default with --edgetpu)",
+    )
+    p.add_argument(
+        "--edgetpu", action="store_true", help="compile with edgetpu_compiler (INT8 only)"
+    )
     args = p.parse_args(argv)
     if args.input_size is not None and len(args.input_size) > 2:
         p.error("--input_size takes H or H W")
-    if args.raw_weights and not (args.checkpoint or (args.weights and os.path.exists(args.weights + ".index"))):
-        p.error("--raw_weights applies to --checkpoint (a weights file holds one set of weights: the "
-                "trainer writes the raw ones to final_raw.weights.h5)")
+    if args.raw_weights and not (
+        args.checkpoint or (args.weights and os.path.exists(args.weights + ".index"))
+    ):
+        p.error(
+            "--raw_weights applies to --checkpoint (a weights file holds one set of weights: the "
+            "trainer writes the raw ones to final_raw.weights.h5)"
+        )
     return args
 
 
@@ -366,17 +531,29 @@ def resolve(args, log=print) -> dict:
     over it (one `note:` line per overridden value). Returns export() keyword arguments plus
     'model_name'."""
     from mobilenetv4 import builder
+
     record_path = args.weights or args.checkpoint
     if record_path and not (os.path.exists(record_path) or os.path.exists(record_path + ".index")):
-        raise ToolError(f"{'--weights' if args.weights else '--checkpoint'} {record_path} does not exist")
+        raise ToolError(
+            f"{'--weights' if args.weights else '--checkpoint'} {record_path} does not exist"
+        )
     record = build_record.read(record_path) if record_path else None
-    if record_path and record is None and args.checkpoint and os.path.isdir(args.checkpoint) \
-            and not args.model:
-        raise ToolError(f"{args.checkpoint} has no build record ({build_record.RUN_FILE}); pass --model "
-                        "(and --classes / --input_size as trained)")
+    if (
+        record_path
+        and record is None
+        and args.checkpoint
+        and os.path.isdir(args.checkpoint)
+        and not args.model
+    ):
+        raise ToolError(
+            f"{args.checkpoint} has no build record ({build_record.RUN_FILE}); pass --model "
+            "(and --classes / --input_size as trained)"
+        )
     if record is not None and not record.get("model"):
-        raise ToolError(f"{record_path} holds a searched architecture, not a registered model; "
-                        "tflite.export builds registered models only (pass --model for another)")
+        raise ToolError(
+            f"{record_path} holds a searched architecture, not a registered model; "
+            "tflite.export builds registered models only (pass --model for another)"
+        )
     ref = model_names.parse(args.model, check=False) if args.model else None
     size = tuple(args.input_size) if args.input_size else (ref.size if ref and ref.size else None)
     if size is not None and len(size) == 1:
@@ -385,33 +562,62 @@ def resolve(args, log=print) -> dict:
         explicit_model = ref.name if ref.source == "mobilenetv4" else f"{ref.source}:{ref.name}"
     else:
         explicit_model = None
-    explicit = {"model": explicit_model, "classes": args.classes,
-                "width_multiplier": args.width_multiplier, "attention_type": args.attention_type,
-                "padding": args.padding, "input_size": list(size) if size else None,
-                "preprocessing": args.preprocessing, "eval_crop_fraction": args.eval_crop_fraction}
+    explicit = {
+        "model": explicit_model,
+        "classes": args.classes,
+        "width_multiplier": args.width_multiplier,
+        "attention_type": args.attention_type,
+        "padding": args.padding,
+        "input_size": list(size) if size else None,
+        "preprocessing": args.preprocessing,
+        "eval_crop_fraction": args.eval_crop_fraction,
+    }
     if record is not None and record.get("eval_crop_fraction") is not None:
-        record = {**record, "build": {**record.get("build", {}),
-                                      "eval_crop_fraction": record["eval_crop_fraction"]}}
+        record = {
+            **record,
+            "build": {
+                **record.get("build", {}),
+                "eval_crop_fraction": record["eval_crop_fraction"],
+            },
+        }
     merged = build_record.merge(record, explicit, log=log, source=record_path or "")
     model_name = merged.get("model")
     if not model_name:
-        raise ToolError("--model is required: the weights carry no build record"
-                        if record_path else "--model is required (or --weights/--checkpoint with a build record)")
-    build_record.check_compatible(record, explicit_model, {k: explicit[k] for k in explicit
-                                                          if k in build_record.BUILD_IDENTITY_KEYS},
-                                  record_path or "")
+        raise ToolError(
+            "--model is required: the weights carry no build record"
+            if record_path
+            else "--model is required (or --weights/--checkpoint with a build record)"
+        )
+    build_record.check_compatible(
+        record,
+        explicit_model,
+        {k: explicit[k] for k in explicit if k in build_record.BUILD_IDENTITY_KEYS},
+        record_path or "",
+    )
     if merged.get("input_size"):
         input_size = tuple(int(s) for s in merged["input_size"])
     else:
-        input_size = model_names.parse(model_name, check=False).resolution(224) \
-            if not model_name.startswith(("keras:", "model_garden:")) else (224, 224)
-    overrides = {k: merged[k] for k in RECORD_BUILD_KEYS if merged.get(k) is not None
-                 and k in builder.build_model.__kwdefaults__}
+        input_size = (
+            model_names.parse(model_name, check=False).resolution(224)
+            if not model_name.startswith(("keras:", "model_garden:"))
+            else (224, 224)
+        )
+    overrides = {
+        k: merged[k]
+        for k in RECORD_BUILD_KEYS
+        if merged.get(k) is not None and k in builder.build_model.__kwdefaults__
+    }
     if model_name.startswith(("keras:", "model_garden:")):
         overrides = {}
-    return dict(model_name=model_name, input_size=input_size, classes=int(merged.get("classes") or 1000),
-                preprocessing=merged.get("preprocessing") or preprocessing_lib.DEFAULT_NORMALIZATION,
-                crop_fraction=merged.get("eval_crop_fraction"), model_overrides=overrides, record=record)
+    return dict(
+        model_name=model_name,
+        input_size=input_size,
+        classes=int(merged.get("classes") or 1000),
+        preprocessing=merged.get("preprocessing") or preprocessing_lib.DEFAULT_NORMALIZATION,
+        crop_fraction=merged.get("eval_crop_fraction"),
+        model_overrides=overrides,
+        record=record,
+    )
 
 
 @cli.entry_point
@@ -419,17 +625,31 @@ def main(argv=None):
     args = parse_args(argv)
     if args.edgetpu:
         from tflite import edgetpu
+
         if args.precision != "int8" or args.io == "float":
-            raise ToolError("--edgetpu needs a full-integer model: use --int8 with --io uint8 or int8")
+            raise ToolError(
+                "--edgetpu needs a full-integer model: use --int8 with --io uint8 or int8"
+            )
         edgetpu.require_compiler()
     settings = resolve(args)
     model_name = settings.pop("model_name")
-    return export(model_name, args.precision, args.output, io=args.io, weights=args.weights,
-                  checkpoint=args.checkpoint, raw_weights=args.raw_weights,
-                  calibration_source=args.calibration, num_calibration=args.num_calibration,
-                  num_heldout=args.num_heldout, tfds_data_dir=args.tfds_data_dir,
-                  attention_precision=args.attention_precision or ("int8" if args.edgetpu else "float"),
-                  overwrite=args.overwrite, edgetpu=args.edgetpu, **settings)
+    return export(
+        model_name,
+        args.precision,
+        args.output,
+        io=args.io,
+        weights=args.weights,
+        checkpoint=args.checkpoint,
+        raw_weights=args.raw_weights,
+        calibration_source=args.calibration,
+        num_calibration=args.num_calibration,
+        num_heldout=args.num_heldout,
+        tfds_data_dir=args.tfds_data_dir,
+        attention_precision=args.attention_precision or ("int8" if args.edgetpu else "float"),
+        overwrite=args.overwrite,
+        edgetpu=args.edgetpu,
+        **settings,
+    )
 
 
 if __name__ == "__main__":

@@ -10,12 +10,19 @@ latency measurement and the comparisons: the tools' side of the one resolver,
 
 Without @H[xW] a MobileNetV4 gets its `Architecture.default_size` (Model Garden's the same as ours).
 """
+
 from mobilenetv4.cli import UserError
 from mobilenetv4.roofline.zoo import MODEL_GARDEN_IDS, ModelSpec, parse_list, resolve  # noqa: F401
 
 
-def build(name: str, input_shape: tuple[int, int, int] | None = None, *, classes: int = 1000,
-          weights: str | None = None, **overrides):
+def build(
+    name: str,
+    input_shape: tuple[int, int, int] | None = None,
+    *,
+    classes: int = 1000,
+    weights: str | None = None,
+    **overrides,
+):
     """A float Keras model for the model name `name` (`NAME[@H[xW]]`, `keras:NAME`,
     `model_garden:NAME`); `input_shape` (H, W, 3) defaults to the name's resolution. `weights` (a
     tf_keras weights file) and `overrides` (create_model arguments) apply to our models only."""
@@ -23,18 +30,25 @@ def build(name: str, input_shape: tuple[int, int, int] | None = None, *, classes
     if input_shape is not None:
         shape = tuple(input_shape[:2])
         if "@" in name and shape != spec.resolution:
-            raise UserError(f"model {name!r} names the size {spec.size_text} but the input size is "
-                            f"{shape[0]}x{shape[1]}; give the size once")
+            raise UserError(
+                f"model {name!r} names the size {spec.size_text} but the input size is "
+                f"{shape[0]}x{shape[1]}; give the size once"
+            )
         if spec.source == "model_garden" and spec.has_attention and shape[0] != shape[1]:
-            raise UserError("Model Garden's hybrid models take square inputs only (its K/V "
-                            "downsampling uses the height for both sides)")
-        spec = ModelSpec(spec.name, spec.source, spec.family, shape, spec.builder,
-                         spec.has_attention)
+            raise UserError(
+                "Model Garden's hybrid models take square inputs only (its K/V "
+                "downsampling uses the height for both sides)"
+            )
+        spec = ModelSpec(
+            spec.name, spec.source, spec.family, shape, spec.builder, spec.has_attention
+        )
     if spec.source != "mobilenetv4":
         if weights:
             raise UserError(f"--weights/--checkpoint apply to our models only, not {name!r}")
         if overrides:
-            raise UserError(f"{', '.join(sorted(overrides))} apply to our models only, not {name!r}")
+            raise UserError(
+                f"{', '.join(sorted(overrides))} apply to our models only, not {name!r}"
+            )
         return spec.build(classes)
     try:
         return spec.build(classes, weights=weights, **overrides)
@@ -43,8 +57,10 @@ def build(name: str, input_shape: tuple[int, int, int] | None = None, *, classes
     except UserError:
         raise
     except ValueError as e:
-        raise UserError(f"{e}; the weights must come from `{spec.name}` with {classes} classes: "
-                        "check --model and --classes") from None
+        raise UserError(
+            f"{e}; the weights must come from `{spec.name}` with {classes} classes: "
+            "check --model and --classes"
+        ) from None
 
 
 def stand_in_statistics(model, images, batch_size: int = 32, seed: int = 0):
@@ -55,6 +71,7 @@ def stand_in_statistics(model, images, batch_size: int = 32, seed: int = 0):
     BatchNorm's moving statistics re-estimated from one training-mode pass over `images`."""
     import tf_keras as keras
     import numpy as np
+
     bns = [m for m in model.submodules if isinstance(m, keras.layers.BatchNormalization)]
     for m in model.submodules:  # ours: LayerScale.gamma; Model Garden: MNV4LayerScale._gamma
         if "LayerScale" in type(m).__name__:

@@ -9,6 +9,7 @@ parameters, except ops that require their input and output to share them (RESHAP
 those are followed in both directions so a whole tied group gets the same new parameters.
 The cost is at most one bit of resolution on K and V (when the range was one-sided).
 """
+
 import collections
 
 from tflite import ToolError
@@ -19,6 +20,7 @@ _TIED = ("RESHAPE", "TRANSPOSE", "SQUEEZE", "EXPAND_DIMS")
 
 def _op_names(model):
     from tensorflow.lite.python import schema_py_generated as schema
+
     names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
     return [names.get(max(oc.builtinCode, oc.deprecatedBuiltinCode)) for oc in model.operatorCodes]
 
@@ -45,6 +47,7 @@ def symmetric_matmul_operands(data: bytes) -> bytes:
     import numpy as np
     from tensorflow.lite.python import schema_py_generated as schema
     from tensorflow.lite.tools import flatbuffer_utils
+
     try:
         model = flatbuffer_utils.convert_bytearray_to_object(bytearray(data))
     except Exception as e:  # the flatbuffer library raises assorted errors on bad bytes
@@ -63,7 +66,12 @@ def symmetric_matmul_operands(data: bytes) -> bytes:
                 continue
             rhs = graph.tensors[op.inputs[1]]
             q = rhs.quantization
-            if rhs.type != schema.TensorType.INT8 or q is None or q.scale is None or len(q.scale) != 1:
+            if (
+                rhs.type != schema.TensorType.INT8
+                or q is None
+                or q.scale is None
+                or len(q.scale) != 1
+            ):
                 continue
             if int(q.zeroPoint[0]) == 0:
                 continue

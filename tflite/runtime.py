@@ -3,6 +3,7 @@
 Exported models take pixels in [0, 255] (the exporter folds normalisation into the graph), so
 callers always pass float pixels; quantized inputs/outputs are (de)quantized here.
 """
+
 import os
 
 import numpy as np
@@ -22,26 +23,32 @@ def read_model(path: str) -> bytes:
     with open(path, "rb") as f:
         data = f.read()
     if len(data) < 8 or data[4:8] != FLATBUFFER_ID:
-        raise ToolError(f"{path} is not a TFLite flatbuffer (missing the 'TFL3' identifier); "
-                        "it may be truncated or another format. Re-export it with python -m tflite.export")
+        raise ToolError(
+            f"{path} is not a TFLite flatbuffer (missing the 'TFL3' identifier); "
+            "it may be truncated or another format. Re-export it with python -m tflite.export"
+        )
     return data
 
 
-def load_interpreter(model: str | bytes, *, num_threads: int = 1, xnnpack: bool = True,
-                     name: str | None = None) -> Interpreter:
+def load_interpreter(
+    model: str | bytes, *, num_threads: int = 1, xnnpack: bool = True, name: str | None = None
+) -> Interpreter:
     """An allocated interpreter. xnnpack=True applies the default XNNPACK delegate (as
     benchmark_model --use_xnnpack=true does); False runs the builtin kernels only."""
     data = read_model(model) if isinstance(model, str) else model
     label = name or (model if isinstance(model, str) else "model")
-    resolver = (OpResolverType.AUTO if xnnpack else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    resolver = OpResolverType.AUTO if xnnpack else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
     try:
-        interp = Interpreter(model_content=data, num_threads=num_threads,
-                             experimental_op_resolver_type=resolver)
+        interp = Interpreter(
+            model_content=data, num_threads=num_threads, experimental_op_resolver_type=resolver
+        )
         interp.allocate_tensors()
     except (ValueError, RuntimeError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ToolError(f"LiteRT cannot load {label}: {first}. The file is corrupt or uses ops this "
-                        "runtime lacks; re-export it with python -m tflite.export") from None
+        raise ToolError(
+            f"LiteRT cannot load {label}: {first}. The file is corrupt or uses ops this "
+            "runtime lacks; re-export it with python -m tflite.export"
+        ) from None
     return interp
 
 
@@ -64,7 +71,7 @@ def dequantize(y: np.ndarray, detail: dict) -> np.ndarray:
 
 def run(interp: Interpreter, images: np.ndarray) -> np.ndarray:
     """Runs a single-input single-output model image by image (static batch 1); float outputs."""
-    inp, = interp.get_input_details()
+    (inp,) = interp.get_input_details()
     out = interp.get_output_details()[0]
     expected = tuple(inp["shape"][1:])
     if tuple(images.shape[1:]) != expected:

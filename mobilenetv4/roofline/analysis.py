@@ -5,6 +5,7 @@ MACs, parameters and shapes come from the model library's count, `mobilenetv4.co
 into roofline ops. Pooling layers (no MACs, but they read a whole feature map) are added from the
 model's own layers, in network order.
 """
+
 import math
 from typing import List
 
@@ -12,8 +13,12 @@ import tf_keras as keras
 
 from mobilenetv4.roofline.ops import RooflineOp, make_op
 
-POOLING_LAYERS = (keras.layers.GlobalAveragePooling2D, keras.layers.GlobalMaxPooling2D,
-                  keras.layers.AveragePooling2D, keras.layers.MaxPooling2D)
+POOLING_LAYERS = (
+    keras.layers.GlobalAveragePooling2D,
+    keras.layers.GlobalMaxPooling2D,
+    keras.layers.AveragePooling2D,
+    keras.layers.MaxPooling2D,
+)
 
 
 def _shapes(shape):
@@ -32,7 +37,8 @@ def attention_activation_shapes(layer, input_shape):
     """
     n = int(input_shape[1]) * int(input_shape[2])
     m = math.ceil(int(input_shape[1]) / layer.kv_strides) * math.ceil(
-        int(input_shape[2]) / layer.kv_strides)
+        int(input_shape[2]) / layer.kv_strides
+    )
     h, dk, dv = layer.num_heads, layer.key_dim, layer.value_dim
     kv_heads = h if layer.attention_type == "mhsa" else 1
     logits = (h, n, m)
@@ -49,8 +55,11 @@ def _op_shapes(c):
     groups = getattr(c.layer, "groups", 1)
     if kind == "conv" and groups > 1 and groups == int(c.input_shape[-1]):
         kind = "dwconv"  # a Conv2D with one group per channel (ConvNeXt's) is a depthwise conv
-    elif kind == "conv" and math.prod(c.output_shape[1:-1]) == 1 and math.prod(
-            c.layer.kernel_size) == 1:
+    elif (
+        kind == "conv"
+        and math.prod(c.output_shape[1:-1]) == 1
+        and math.prod(c.layer.kernel_size) == 1
+    ):
         kind = "dense"  # a 1x1 conv on a 1x1 map (heads, SE layers) is an FC layer
     elif kind == "dense" and math.prod(c.input_shape[1:-1]) > 1:
         kind = "conv"  # a Dense over every pixel of a map (ConvNeXt's) is a 1x1 conv
@@ -66,8 +75,16 @@ def _pooling_ops(model: keras.Model, precision: str, index) -> List[tuple]:
     ops = []
     for layer in model.layers:
         if isinstance(layer, POOLING_LAYERS):
-            op = make_op(layer.name, layer.name, "pool", 0, 0, _shapes(layer.input_shape),
-                         _shapes(layer.output_shape), precision)
+            op = make_op(
+                layer.name,
+                layer.name,
+                "pool",
+                0,
+                0,
+                _shapes(layer.input_shape),
+                _shapes(layer.output_shape),
+                precision,
+            )
             ops.append((index[layer.name], op))
     return ops
 
@@ -75,12 +92,17 @@ def _pooling_ops(model: keras.Model, precision: str, index) -> List[tuple]:
 def roofline_ops(model: keras.Model, precision: str = "int8") -> List[RooflineOp]:
     """Roofline ops of `model` in network order, with bytes at `precision` (int8/fp16/fp32)."""
     if not isinstance(model, keras.Model):
-        raise TypeError(f"expected a built tf_keras Model, got {type(model).__name__}; build it "
-                        "with mobilenetv4.create_model(...) or tf_keras.applications.*")
+        raise TypeError(
+            f"expected a built tf_keras Model, got {type(model).__name__}; build it "
+            "with mobilenetv4.create_model(...) or tf_keras.applications.*"
+        )
     if any(d is None for d in _shapes(model.input_shape)[0][1:]):
-        raise ValueError(f"{model.name} takes inputs of shape {model.input_shape}; bytes depend "
-                         "on the resolution, so build it with a fixed input_shape=(H, W, 3)")
+        raise ValueError(
+            f"{model.name} takes inputs of shape {model.input_shape}; bytes depend "
+            "on the resolution, so build it with a fixed input_shape=(H, W, 3)"
+        )
     from mobilenetv4.costs import layer_costs
+
     index = _top_level_index(model)
     ranked = []
     for order, c in enumerate(layer_costs(model)):

@@ -7,6 +7,7 @@ quantized), where the new command defaults to float like `tflite.export`.
 
 It starts the new command as a new program (`os.execv`), so the library still imports no tool.
 """
+
 import os
 import sys
 

@@ -13,6 +13,7 @@ Byte conventions (paper Sec. 3 leaves them implicit; these are ours):
 Everything is counted as if each op reads its operands from and writes its result to main memory;
 fusion and caching are outside the model, as in the paper.
 """
+
 import dataclasses
 import math
 from typing import Sequence, Tuple
@@ -59,13 +60,27 @@ class RooflineOp:
         return self.macs / self.bytes if self.bytes else math.inf
 
 
-def make_op(block, name, kind, macs, params, input_shapes: Sequence[Tuple],
-            output_shapes: Sequence[Tuple], precision: str) -> RooflineOp:
+def make_op(
+    block,
+    name,
+    kind,
+    macs,
+    params,
+    input_shapes: Sequence[Tuple],
+    output_shapes: Sequence[Tuple],
+    precision: str,
+) -> RooflineOp:
     """Apply the byte conventions above to one layer's counts and tensor shapes (read, written)."""
     bpv = bytes_per_value(precision)
     activations = sum(num_elements(s) for s in list(input_shapes) + list(output_shapes))
-    return RooflineOp(block=block, name=name, kind=kind, macs=int(macs),
-                      weight_bytes=int(params) * bpv, activation_bytes=activations * bpv)
+    return RooflineOp(
+        block=block,
+        name=name,
+        kind=kind,
+        macs=int(macs),
+        weight_bytes=int(params) * bpv,
+        activation_bytes=activations * bpv,
+    )
 
 
 def op_time(op: RooflineOp, ridge_point: float, peak_macs: float = 1.0) -> float:

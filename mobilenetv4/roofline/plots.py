@@ -1,5 +1,6 @@
 """Figures of the roofline analysis (paper Figs. 2, 3, 6 and 7-9), written as PNG with Agg,
 atomically (a temporary file in the same folder, renamed when complete)."""
+
 from typing import Dict, List, Sequence
 
 import matplotlib
@@ -13,14 +14,30 @@ from mobilenetv4 import fileio  # noqa: E402
 from mobilenetv4.roofline.ops import RooflineOp  # noqa: E402
 from mobilenetv4.roofline.sweep import FIGURE_RIDGE_POINTS, op_times  # noqa: E402
 
-KIND_COLORS = {"conv": "tab:blue", "dwconv": "tab:orange", "dense": "tab:green",
-               "attention_matmul": "tab:red", "pool": "tab:gray"}
-KIND_LABELS = {"conv": "Conv2D", "dwconv": "DW-Conv2D", "dense": "FC / Dense",
-               "attention_matmul": "attention matmul", "pool": "pooling"}
-_FAMILY_STYLE = {"MobileNetV4-Conv": ("tab:red", "o"), "MobileNetV4-Hybrid": ("darkred", "*"),
-                 "MobileNetV1": ("tab:blue", "s"), "MobileNetV2": ("tab:green", "^"),
-                 "MobileNetV3": ("tab:purple", "D"), "EfficientNet": ("tab:orange", "v"),
-                 "EfficientNetV2": ("goldenrod", "<"), "ConvNeXt": ("tab:brown", "P")}
+KIND_COLORS = {
+    "conv": "tab:blue",
+    "dwconv": "tab:orange",
+    "dense": "tab:green",
+    "attention_matmul": "tab:red",
+    "pool": "tab:gray",
+}
+KIND_LABELS = {
+    "conv": "Conv2D",
+    "dwconv": "DW-Conv2D",
+    "dense": "FC / Dense",
+    "attention_matmul": "attention matmul",
+    "pool": "pooling",
+}
+_FAMILY_STYLE = {
+    "MobileNetV4-Conv": ("tab:red", "o"),
+    "MobileNetV4-Hybrid": ("darkred", "*"),
+    "MobileNetV1": ("tab:blue", "s"),
+    "MobileNetV2": ("tab:green", "^"),
+    "MobileNetV3": ("tab:purple", "D"),
+    "EfficientNet": ("tab:orange", "v"),
+    "EfficientNetV2": ("goldenrod", "<"),
+    "ConvNeXt": ("tab:brown", "P"),
+}
 GIGA = 1e9
 
 
@@ -53,21 +70,35 @@ def _log_axis_labels(axis):
     axis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
 
 
-def plot_sweep(path: str, ridge_points, curves: Dict[str, np.ndarray], families: Dict[str, str],
-               top1: Dict[str, float], panel_rps=FIGURE_RIDGE_POINTS) -> None:
+def plot_sweep(
+    path: str,
+    ridge_points,
+    curves: Dict[str, np.ndarray],
+    families: Dict[str, str],
+    top1: Dict[str, float],
+    panel_rps=FIGURE_RIDGE_POINTS,
+) -> None:
     """Fig. 2: roofline latency vs ridge point (top), accuracy vs latency at a few RPs (bottom)."""
     with_acc = [m for m in curves if m in top1]
     panels = panel_rps if len(with_acc) >= 2 else ()
     fig = plt.figure(figsize=(4.0 * max(len(panels), 3), 4.6 + (4.0 if panels else 0)))
-    grid = fig.add_gridspec(2 if panels else 1, max(len(panels), 1),
-                            height_ratios=(1.15, 1) if panels else None)
+    grid = fig.add_gridspec(
+        2 if panels else 1, max(len(panels), 1), height_ratios=(1.15, 1) if panels else None
+    )
     ax = fig.add_subplot(grid[0, :])
     rps = np.asarray(ridge_points)
     for label, curve in curves.items():
         color, marker = family_style(families[label])
         ax.plot(rps, curve / GIGA, color=color, lw=1.1)
-        ax.annotate(label.split("@")[0], (rps[-1], curve[-1] / GIGA), fontsize=6, color=color,
-                    xytext=(3, 0), textcoords="offset points", va="center")
+        ax.annotate(
+            label.split("@")[0],
+            (rps[-1], curve[-1] / GIGA),
+            fontsize=6,
+            color=color,
+            xytext=(3, 0),
+            textcoords="offset points",
+            va="center",
+        )
     for fam in sorted(set(families.values())):
         color, marker = family_style(fam)
         ax.plot([], [], color=color, label=fam)
@@ -85,8 +116,9 @@ def plot_sweep(path: str, ridge_points, curves: Dict[str, np.ndarray], families:
         lat = np.array([curves[m][j] / GIGA for m in with_acc])
         acc = np.array([top1[m] for m in with_acc])
         for fam in sorted({families[m] for m in with_acc}):
-            idx = sorted((i for i, m in enumerate(with_acc) if families[m] == fam),
-                         key=lambda i: lat[i])
+            idx = sorted(
+                (i for i, m in enumerate(with_acc) if families[m] == fam), key=lambda i: lat[i]
+            )
             color, marker = family_style(fam)
             ax.plot(lat[idx], acc[idx], marker=marker, color=color, lw=1, ms=5, label=fam)
         front = pareto_front(lat, acc)
@@ -103,12 +135,20 @@ def plot_sweep(path: str, ridge_points, curves: Dict[str, np.ndarray], families:
     save(fig, path, dpi=110)
 
 
-def plot_op_costs(path: str, models: Dict[str, List[RooflineOp]], ridge_points=FIGURE_RIDGE_POINTS,
-                  peak_macs: float = GIGA) -> None:
+def plot_op_costs(
+    path: str,
+    models: Dict[str, List[RooflineOp]],
+    ridge_points=FIGURE_RIDGE_POINTS,
+    peak_macs: float = GIGA,
+) -> None:
     """Fig. 3 / Figs. 7-9: per-op Eq. 1 time through each network (columns) at each RP (rows)."""
     names = list(models)
-    fig, axes = plt.subplots(len(ridge_points), len(names), squeeze=False,
-                             figsize=(4.2 * len(names), 1.9 * len(ridge_points)))
+    fig, axes = plt.subplots(
+        len(ridge_points),
+        len(names),
+        squeeze=False,
+        figsize=(4.2 * len(names), 1.9 * len(ridge_points)),
+    )
     for c, name in enumerate(names):
         ops = models[name]
         colors = [KIND_COLORS.get(op.kind, "black") for op in ops]
@@ -116,8 +156,15 @@ def plot_op_costs(path: str, models: Dict[str, List[RooflineOp]], ridge_points=F
             ax = axes[r, c]
             t = op_times(ops, rp, peak_macs)
             ax.bar(np.arange(len(ops)), t, width=1.0, color=colors)
-            ax.text(0.99, 0.95, f"RP {rp:g}: total {t.sum():.3g}", transform=ax.transAxes,
-                    ha="right", va="top", fontsize=7)
+            ax.text(
+                0.99,
+                0.95,
+                f"RP {rp:g}: total {t.sum():.3g}",
+                transform=ax.transAxes,
+                ha="right",
+                va="top",
+                fontsize=7,
+            )
             ax.tick_params(labelsize=6)
             if r == 0:
                 ax.set_title(name, fontsize=9)
@@ -127,8 +174,14 @@ def plot_op_costs(path: str, models: Dict[str, List[RooflineOp]], ridge_points=F
                 ax.set_xlabel("op index (input -> output)", fontsize=7)
     kinds = sorted({op.kind for ops in models.values() for op in ops}, key=list(KIND_COLORS).index)
     handles = [plt.Rectangle((0, 0), 1, 1, color=KIND_COLORS[k]) for k in kinds]
-    fig.legend(handles, [KIND_LABELS[k] for k in kinds], loc="lower center", ncol=len(kinds),
-               fontsize=8, frameon=False)
+    fig.legend(
+        handles,
+        [KIND_LABELS[k] for k in kinds],
+        loc="lower center",
+        ncol=len(kinds),
+        fontsize=8,
+        frameon=False,
+    )
     fig.tight_layout(rect=(0, 0.05, 1, 1))
     save(fig, path, dpi=110)
 
@@ -138,9 +191,14 @@ def plot_fit(path: str, fit, labels: Sequence[str], measured_s, macs) -> None:
     measured_ms = np.asarray(measured_s) * 1e3
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
     for ax, x, xlabel, rs in (
-            (axes[0], fit.predicted_s * 1e3, f"roofline prediction at RP {fit.ridge_point:g} (ms)",
-             fit.rs_roofline),
-            (axes[1], np.asarray(macs) / GIGA, "GMACs", fit.rs_mac)):
+        (
+            axes[0],
+            fit.predicted_s * 1e3,
+            f"roofline prediction at RP {fit.ridge_point:g} (ms)",
+            fit.rs_roofline,
+        ),
+        (axes[1], np.asarray(macs) / GIGA, "GMACs", fit.rs_mac),
+    ):
         ax.scatter(x, measured_ms, s=14)
         for xi, yi, lab in zip(x, measured_ms, labels):
             ax.annotate(lab, (xi, yi), fontsize=6, xytext=(3, 2), textcoords="offset points")

@@ -1,5 +1,6 @@
 """CSV and Markdown outputs of the roofline analysis (through `mobilenetv4.tables`, written
 atomically), and reading measured latencies."""
+
 import csv
 import math
 import os
@@ -13,8 +14,16 @@ from mobilenetv4.roofline.sweep import FIGURE_RIDGE_POINTS, op_times
 from mobilenetv4.tables import Table
 
 # Accepted latency columns, with the factor that turns them into seconds.
-LATENCY_COLUMNS = {"latency_ms": 1e-3, "mean_ms": 1e-3, "avg_ms": 1e-3, "median_ms": 1e-3,
-                   "latency_us": 1e-6, "mean_us": 1e-6, "avg_us": 1e-6, "latency_s": 1.0}
+LATENCY_COLUMNS = {
+    "latency_ms": 1e-3,
+    "mean_ms": 1e-3,
+    "avg_ms": 1e-3,
+    "median_ms": 1e-3,
+    "latency_us": 1e-6,
+    "mean_us": 1e-6,
+    "avg_us": 1e-6,
+    "latency_s": 1.0,
+}
 MODEL_COLUMNS = ("model", "name")
 MEASURE_COMMAND = "python -m tflite.roofline_latency --models ... --output FILE"
 
@@ -34,9 +43,11 @@ def read_latencies(path: str) -> Dict[str, float]:
     model_col = next((c for c in MODEL_COLUMNS if c in fields), None)
     lat_col = next((c for c in LATENCY_COLUMNS if c in fields), None)
     if model_col is None or lat_col is None:
-        raise UserError(f"latency CSV {path!r} has columns {fields}; it needs a model column "
-                        f"({' or '.join(MODEL_COLUMNS)}) and a latency column (one of "
-                        f"{', '.join(LATENCY_COLUMNS)})")
+        raise UserError(
+            f"latency CSV {path!r} has columns {fields}; it needs a model column "
+            f"({' or '.join(MODEL_COLUMNS)}) and a latency column (one of "
+            f"{', '.join(LATENCY_COLUMNS)})"
+        )
     out = {}
     for i, row in enumerate(rows, 2):
         text = (row.get(lat_col) or "").strip()
@@ -57,11 +68,35 @@ def read_latencies(path: str) -> Dict[str, float]:
 def ops_table(ops: List[RooflineOp], ridge_points=FIGURE_RIDGE_POINTS) -> Table:
     """Per-op table: MACs, bytes, intensity and Eq. 1 time (MAC-equivalents) at each RP."""
     times = [op_times(ops, rp) for rp in ridge_points]
-    header = ["index", "block", "name", "kind", "macs", "weight_bytes", "activation_bytes",
-              "bytes", "intensity_macs_per_byte"] + [f"time_rp{rp:g}" for rp in ridge_points]
-    return Table(header, [[str(i), op.block, op.name, op.kind, str(op.macs), str(op.weight_bytes),
-                           str(op.activation_bytes), str(op.bytes), f"{op.intensity:.4g}"]
-                          + [f"{t[i]:.6g}" for t in times] for i, op in enumerate(ops)])
+    header = [
+        "index",
+        "block",
+        "name",
+        "kind",
+        "macs",
+        "weight_bytes",
+        "activation_bytes",
+        "bytes",
+        "intensity_macs_per_byte",
+    ] + [f"time_rp{rp:g}" for rp in ridge_points]
+    return Table(
+        header,
+        [
+            [
+                str(i),
+                op.block,
+                op.name,
+                op.kind,
+                str(op.macs),
+                str(op.weight_bytes),
+                str(op.activation_bytes),
+                str(op.bytes),
+                f"{op.intensity:.4g}",
+            ]
+            + [f"{t[i]:.6g}" for t in times]
+            for i, op in enumerate(ops)
+        ],
+    )
 
 
 def write_ops_csv(path: str, ops: List[RooflineOp], ridge_points=FIGURE_RIDGE_POINTS) -> None:
@@ -70,9 +105,13 @@ def write_ops_csv(path: str, ops: List[RooflineOp], ridge_points=FIGURE_RIDGE_PO
 
 def write_sweep_csv(path: str, ridge_points, curves: Dict[str, np.ndarray]) -> None:
     labels = list(curves)
-    Table(["ridge_point"] + labels,
-          [[f"{rp:g}"] + [f"{curves[m][j]:.6g}" for m in labels]
-           for j, rp in enumerate(ridge_points)]).write(path, "csv")
+    Table(
+        ["ridge_point"] + labels,
+        [
+            [f"{rp:g}"] + [f"{curves[m][j]:.6g}" for m in labels]
+            for j, rp in enumerate(ridge_points)
+        ],
+    ).write(path, "csv")
 
 
 def fit_curve_path(path: str) -> str:
@@ -80,12 +119,20 @@ def fit_curve_path(path: str) -> str:
 
 
 def write_fit_csv(path: str, labels, measured_s, macs, fit) -> None:
-    Table(["model", "measured_ms", "roofline_ms", "macs"],
-          [[lab, f"{m * 1e3:.4f}", f"{p * 1e3:.4f}", str(int(mac))]
-           for lab, m, p, mac in zip(labels, measured_s, fit.predicted_s, macs)]).write(path, "csv")
-    Table(["ridge_point", "log_rmse", "rs_roofline"],
-          [[f"{rp:g}", f"{e:.5f}", f"{r:.5f}"] for rp, e, r in
-           zip(fit.ridge_points, fit.log_rmse_curve, fit.rs_curve)]).write(fit_curve_path(path), "csv")
+    Table(
+        ["model", "measured_ms", "roofline_ms", "macs"],
+        [
+            [lab, f"{m * 1e3:.4f}", f"{p * 1e3:.4f}", str(int(mac))]
+            for lab, m, p, mac in zip(labels, measured_s, fit.predicted_s, macs)
+        ],
+    ).write(path, "csv")
+    Table(
+        ["ridge_point", "log_rmse", "rs_roofline"],
+        [
+            [f"{rp:g}", f"{e:.5f}", f"{r:.5f}"]
+            for rp, e, r in zip(fit.ridge_points, fit.log_rmse_curve, fit.rs_curve)
+        ],
+    ).write(fit_curve_path(path), "csv")
 
 
 def markdown_table(header: Sequence[str], rows) -> str:

@@ -1,4 +1,5 @@
 """Ridge-point sweeps of Eq. 1 over a range of hardware (paper Sec. 3, Appendix F)."""
+
 from typing import Sequence
 
 import numpy as np
@@ -26,8 +27,9 @@ def op_times(ops: Sequence[RooflineOp], ridge_point: float, peak_macs: float = 1
     return np.maximum(macs, nbytes * ridge_point) / peak_macs
 
 
-def sweep(ops: Sequence[RooflineOp], ridge_points=DEFAULT_RIDGE_POINTS,
-          peak_macs: float = 1.0) -> np.ndarray:
+def sweep(
+    ops: Sequence[RooflineOp], ridge_points=DEFAULT_RIDGE_POINTS, peak_macs: float = 1.0
+) -> np.ndarray:
     """ModelTime (Eq. 1) at each ridge point; shape [len(ridge_points)]."""
     rps = np.asarray(ridge_points, dtype=np.float64)
     if rps.ndim != 1 or not np.all(np.isfinite(rps)) or np.any(rps < 0):

@@ -4,6 +4,7 @@ Values copied from timm 1.0.31 `timm/models/mobilenetv3.py` (`default_cfgs`). A 
 training run, e.g. "conv_medium.e500_r256_in1k"; the checkpoint itself is the `model.safetensors`
 file of the Hugging Face repository `timm/mobilenetv4_<tag>` (we never download it for you).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -11,140 +12,239 @@ import difflib
 from typing import Dict, List, Optional, Tuple
 
 from mobilenetv4.cli import UserError
+
 # timm's IMAGENET_DEFAULT_* and IMAGENET_INCEPTION_* are the package's "imagenet" and "inception"
 # normalisations: one definition, in mobilenetv4.preprocessing.
 from mobilenetv4.preprocessing import (
-    IMAGENET_MEAN, IMAGENET_STD, INCEPTION_MEAN, INCEPTION_STD, NORMALIZATIONS)
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    INCEPTION_MEAN,
+    INCEPTION_STD,
+    NORMALIZATIONS,
+)
 
 IN12K_CLASSES = 11821  # ImageNet-12k, timm's filtered fall11 subset
 
 
 @dataclasses.dataclass(frozen=True)
 class PretrainedCfg:
-  """What a checkpoint was trained with, so that inference feeds it the same kind of input."""
+    """What a checkpoint was trained with, so that inference feeds it the same kind of input."""
 
-  model: str                      # our model name, e.g. "conv_medium"
-  tag: str                        # training-run tag, e.g. "e500_r256_in1k"
-  num_classes: int = 1000
-  input_size: int = 224           # square train (and default eval) resolution
-  test_input_size: Optional[int] = None  # timm's recommended larger eval resolution
-  crop_pct: float = 0.875         # resize shorter side to size / crop_pct, then centre-crop
-  test_crop_pct: Optional[float] = None
-  interpolation: str = "bicubic"
-  mean: Tuple[float, float, float] = IMAGENET_MEAN  # on [0, 1] pixels
-  std: Tuple[float, float, float] = IMAGENET_STD
+    model: str  # our model name, e.g. "conv_medium"
+    tag: str  # training-run tag, e.g. "e500_r256_in1k"
+    num_classes: int = 1000
+    input_size: int = 224  # square train (and default eval) resolution
+    test_input_size: Optional[int] = None  # timm's recommended larger eval resolution
+    crop_pct: float = 0.875  # resize shorter side to size / crop_pct, then centre-crop
+    test_crop_pct: Optional[float] = None
+    interpolation: str = "bicubic"
+    mean: Tuple[float, float, float] = IMAGENET_MEAN  # on [0, 1] pixels
+    std: Tuple[float, float, float] = IMAGENET_STD
 
-  @property
-  def name(self) -> str:
-    return f"{self.model}.{self.tag}"
+    @property
+    def name(self) -> str:
+        return f"{self.model}.{self.tag}"
 
-  @property
-  def hf_hub_id(self) -> str:
-    """The Hugging Face repository holding this checkpoint's model.safetensors."""
-    return f"timm/mobilenetv4_{self.name}"
+    @property
+    def hf_hub_id(self) -> str:
+        """The Hugging Face repository holding this checkpoint's model.safetensors."""
+        return f"timm/mobilenetv4_{self.name}"
 
-  @property
-  def normalization(self) -> Optional[str]:
-    """The mobilenetv4.preprocessing name of this tag's mean/std ("imagenet" | "inception"), or
-    None if it is neither."""
-    for name, pair in NORMALIZATIONS.items():
-      if pair is not None and pair == (tuple(self.mean), tuple(self.std)):
-        return name
-    return None
+    @property
+    def normalization(self) -> Optional[str]:
+        """The mobilenetv4.preprocessing name of this tag's mean/std ("imagenet" | "inception"), or
+        None if it is neither."""
+        for name, pair in NORMALIZATIONS.items():
+            if pair is not None and pair == (tuple(self.mean), tuple(self.std)):
+                return name
+        return None
 
-  def eval_size_and_crop(self, test: bool = False) -> Tuple[int, float]:
-    if test and self.test_input_size:
-      return self.test_input_size, self.test_crop_pct or self.crop_pct
-    return self.input_size, self.crop_pct
+    def eval_size_and_crop(self, test: bool = False) -> Tuple[int, float]:
+        if test and self.test_input_size:
+            return self.test_input_size, self.test_crop_pct or self.crop_pct
+        return self.input_size, self.crop_pct
 
 
 def _cfg(model, tag, **kw):
-  return PretrainedCfg(model=model, tag=tag, **kw)
+    return PretrainedCfg(model=model, tag=tag, **kw)
 
 
 _INC = dict(mean=INCEPTION_MEAN, std=INCEPTION_STD)
 # Order matters: the first tag of a model is its default (as in timm).
 _CFGS: List[PretrainedCfg] = [
-  _cfg("conv_small_050", "e3000_r224_in1k", test_input_size=256, test_crop_pct=0.95, **_INC),
-  _cfg("conv_small", "e2400_r224_in1k", test_input_size=256, test_crop_pct=0.95),
-  _cfg("conv_small", "e1200_r224_in1k", test_input_size=256, test_crop_pct=0.95),
-  _cfg("conv_small", "e3600_r256_in1k", input_size=256, crop_pct=0.95, test_input_size=320,
-         test_crop_pct=1.0, **_INC),
-  _cfg("conv_medium", "e500_r256_in1k", input_size=256, crop_pct=0.95, test_input_size=320,
-         test_crop_pct=1.0),
-  _cfg("conv_medium", "e500_r224_in1k", crop_pct=0.95, test_input_size=256, test_crop_pct=1.0),
-  _cfg("conv_medium", "e250_r384_in12k_ft_in1k", input_size=384, crop_pct=0.95),
-  _cfg("conv_medium", "e180_r384_in12k", num_classes=IN12K_CLASSES, input_size=384, crop_pct=1.0),
-  _cfg("conv_medium", "e180_ad_r384_in12k", num_classes=IN12K_CLASSES, input_size=384,
-         crop_pct=1.0),
-  _cfg("conv_medium", "e250_r384_in12k", num_classes=IN12K_CLASSES, input_size=384, crop_pct=1.0),
-  _cfg("conv_large", "e600_r384_in1k", input_size=384, crop_pct=0.95, test_input_size=448,
-         test_crop_pct=1.0),
-  _cfg("conv_large", "e500_r256_in1k", input_size=256, crop_pct=0.95, test_input_size=320,
-         test_crop_pct=1.0),
-  _cfg("hybrid_medium", "e200_r256_in12k_ft_in1k", input_size=256, crop_pct=0.95,
-         test_input_size=320, test_crop_pct=1.0),
-  _cfg("hybrid_medium", "ix_e550_r256_in1k", input_size=256, crop_pct=0.95, test_input_size=320,
-         test_crop_pct=1.0),
-  _cfg("hybrid_medium", "ix_e550_r384_in1k", input_size=384, crop_pct=0.95, test_input_size=448,
-         test_crop_pct=1.0),
-  _cfg("hybrid_medium", "e500_r224_in1k", crop_pct=0.95, test_input_size=256, test_crop_pct=1.0),
-  _cfg("hybrid_medium", "e200_r256_in12k", num_classes=IN12K_CLASSES, input_size=256,
-         crop_pct=0.95, test_input_size=320, test_crop_pct=1.0),
-  _cfg("hybrid_large", "ix_e600_r384_in1k", input_size=384, crop_pct=0.95, test_input_size=448,
-         test_crop_pct=1.0),
-  _cfg("hybrid_large", "e600_r384_in1k", input_size=384, crop_pct=0.95, test_input_size=448,
-         test_crop_pct=1.0),
-  _cfg("conv_blur_medium", "e500_r224_in1k", crop_pct=0.95, test_input_size=256,
-         test_crop_pct=1.0),
-  _cfg("conv_aa_large", "e230_r448_in12k_ft_in1k", input_size=448, crop_pct=0.95,
-         test_input_size=544, test_crop_pct=1.0),
-  _cfg("conv_aa_large", "e230_r384_in12k_ft_in1k", input_size=384, crop_pct=0.95,
-         test_input_size=480, test_crop_pct=1.0),
-  _cfg("conv_aa_large", "e600_r384_in1k", input_size=384, crop_pct=0.95, test_input_size=480,
-         test_crop_pct=1.0),
-  _cfg("conv_aa_large", "e230_r384_in12k", num_classes=IN12K_CLASSES, input_size=384,
-         crop_pct=0.95, test_input_size=448, test_crop_pct=1.0),
-  _cfg("hybrid_medium_075", "untrained", crop_pct=0.95),
-  _cfg("hybrid_large_075", "untrained", input_size=256, crop_pct=0.95),
+    _cfg("conv_small_050", "e3000_r224_in1k", test_input_size=256, test_crop_pct=0.95, **_INC),
+    _cfg("conv_small", "e2400_r224_in1k", test_input_size=256, test_crop_pct=0.95),
+    _cfg("conv_small", "e1200_r224_in1k", test_input_size=256, test_crop_pct=0.95),
+    _cfg(
+        "conv_small",
+        "e3600_r256_in1k",
+        input_size=256,
+        crop_pct=0.95,
+        test_input_size=320,
+        test_crop_pct=1.0,
+        **_INC,
+    ),
+    _cfg(
+        "conv_medium",
+        "e500_r256_in1k",
+        input_size=256,
+        crop_pct=0.95,
+        test_input_size=320,
+        test_crop_pct=1.0,
+    ),
+    _cfg("conv_medium", "e500_r224_in1k", crop_pct=0.95, test_input_size=256, test_crop_pct=1.0),
+    _cfg("conv_medium", "e250_r384_in12k_ft_in1k", input_size=384, crop_pct=0.95),
+    _cfg("conv_medium", "e180_r384_in12k", num_classes=IN12K_CLASSES, input_size=384, crop_pct=1.0),
+    _cfg(
+        "conv_medium", "e180_ad_r384_in12k", num_classes=IN12K_CLASSES, input_size=384, crop_pct=1.0
+    ),
+    _cfg("conv_medium", "e250_r384_in12k", num_classes=IN12K_CLASSES, input_size=384, crop_pct=1.0),
+    _cfg(
+        "conv_large",
+        "e600_r384_in1k",
+        input_size=384,
+        crop_pct=0.95,
+        test_input_size=448,
+        test_crop_pct=1.0,
+    ),
+    _cfg(
+        "conv_large",
+        "e500_r256_in1k",
+        input_size=256,
+        crop_pct=0.95,
+        test_input_size=320,
+        test_crop_pct=1.0,
+    ),
+    _cfg(
+        "hybrid_medium",
+        "e200_r256_in12k_ft_in1k",
+        input_size=256,
+        crop_pct=0.95,
+        test_input_size=320,
+        test_crop_pct=1.0,
+    ),
+    _cfg(
+        "hybrid_medium",
+        "ix_e550_r256_in1k",
+        input_size=256,
+        crop_pct=0.95,
+        test_input_size=320,
+        test_crop_pct=1.0,
+    ),
+    _cfg(
+        "hybrid_medium",
+        "ix_e550_r384_in1k",
+        input_size=384,
+        crop_pct=0.95,
+        test_input_size=448,
+        test_crop_pct=1.0,
+    ),
+    _cfg("hybrid_medium", "e500_r224_in1k", crop_pct=0.95, test_input_size=256, test_crop_pct=1.0),
+    _cfg(
+        "hybrid_medium",
+        "e200_r256_in12k",
+        num_classes=IN12K_CLASSES,
+        input_size=256,
+        crop_pct=0.95,
+        test_input_size=320,
+        test_crop_pct=1.0,
+    ),
+    _cfg(
+        "hybrid_large",
+        "ix_e600_r384_in1k",
+        input_size=384,
+        crop_pct=0.95,
+        test_input_size=448,
+        test_crop_pct=1.0,
+    ),
+    _cfg(
+        "hybrid_large",
+        "e600_r384_in1k",
+        input_size=384,
+        crop_pct=0.95,
+        test_input_size=448,
+        test_crop_pct=1.0,
+    ),
+    _cfg(
+        "conv_blur_medium", "e500_r224_in1k", crop_pct=0.95, test_input_size=256, test_crop_pct=1.0
+    ),
+    _cfg(
+        "conv_aa_large",
+        "e230_r448_in12k_ft_in1k",
+        input_size=448,
+        crop_pct=0.95,
+        test_input_size=544,
+        test_crop_pct=1.0,
+    ),
+    _cfg(
+        "conv_aa_large",
+        "e230_r384_in12k_ft_in1k",
+        input_size=384,
+        crop_pct=0.95,
+        test_input_size=480,
+        test_crop_pct=1.0,
+    ),
+    _cfg(
+        "conv_aa_large",
+        "e600_r384_in1k",
+        input_size=384,
+        crop_pct=0.95,
+        test_input_size=480,
+        test_crop_pct=1.0,
+    ),
+    _cfg(
+        "conv_aa_large",
+        "e230_r384_in12k",
+        num_classes=IN12K_CLASSES,
+        input_size=384,
+        crop_pct=0.95,
+        test_input_size=448,
+        test_crop_pct=1.0,
+    ),
+    _cfg("hybrid_medium_075", "untrained", crop_pct=0.95),
+    _cfg("hybrid_large_075", "untrained", input_size=256, crop_pct=0.95),
 ]
 _BY_NAME: Dict[str, PretrainedCfg] = {c.name: c for c in _CFGS}
 
 
 def list_pretrained(model: Optional[str] = None) -> List[str]:
-  """Full tag names ("model.tag"), optionally only those of one model, default tag first."""
-  return [c.name for c in _CFGS if model is None or c.model == model]
+    """Full tag names ("model.tag"), optionally only those of one model, default tag first."""
+    return [c.name for c in _CFGS if model is None or c.model == model]
 
 
 def get_pretrained_cfg(name: str) -> PretrainedCfg:
-  """The config of a full tag name ("conv_medium.e500_r256_in1k", timm's "mobilenetv4_" prefix
-  allowed) or of a bare model name (its default tag)."""
-  key = name[len("mobilenetv4_"):] if name.startswith("mobilenetv4_") else name
-  if key in _BY_NAME:
-    return _BY_NAME[key]
-  defaults = [c for c in _CFGS if c.model == key]
-  if defaults:
-    return defaults[0]
-  close = difflib.get_close_matches(key, list(_BY_NAME) + sorted({c.model for c in _CFGS}), n=3)
-  hint = f" Did you mean {', '.join(close)}?" if close else ""
-  raise UserError(f"unknown pretrained tag {name!r}.{hint} "
-                     f"Known tags: {', '.join(list_pretrained())}.")
+    """The config of a full tag name ("conv_medium.e500_r256_in1k", timm's "mobilenetv4_" prefix
+    allowed) or of a bare model name (its default tag)."""
+    key = name[len("mobilenetv4_") :] if name.startswith("mobilenetv4_") else name
+    if key in _BY_NAME:
+        return _BY_NAME[key]
+    defaults = [c for c in _CFGS if c.model == key]
+    if defaults:
+        return defaults[0]
+    close = difflib.get_close_matches(key, list(_BY_NAME) + sorted({c.model for c in _CFGS}), n=3)
+    hint = f" Did you mean {', '.join(close)}?" if close else ""
+    raise UserError(
+        f"unknown pretrained tag {name!r}.{hint} Known tags: {', '.join(list_pretrained())}."
+    )
 
 
-def resolve_pretrained_cfg(model: str, tag: Optional[str] = None,
-                           num_classes: Optional[int] = None) -> PretrainedCfg:
-  """Pick the config for `model`: the given tag, else the first tag whose class count matches
-  the checkpoint's (so an ImageNet-12k file gets a 12k tag), else the model's default tag, else
-  a generic config (timm's defaults) for models without published weights."""
-  if tag:
-    cfg = get_pretrained_cfg(tag if "." in tag else f"{model}.{tag}")
-    if cfg.model != model:
-      raise UserError(f"pretrained tag {cfg.name!r} belongs to model {cfg.model!r}, "
-                             f"not {model!r}; pass a tag from: {', '.join(list_pretrained(model))}.")
-    return cfg
-  candidates = [c for c in _CFGS if c.model == model]
-  matching = [c for c in candidates if num_classes is None or c.num_classes == num_classes]
-  if matching:
-    return matching[0]
-  base = candidates[0] if candidates else PretrainedCfg(model=model, tag="custom")
-  return dataclasses.replace(base, tag="custom", num_classes=num_classes or base.num_classes)
+def resolve_pretrained_cfg(
+    model: str, tag: Optional[str] = None, num_classes: Optional[int] = None
+) -> PretrainedCfg:
+    """Pick the config for `model`: the given tag, else the first tag whose class count matches
+    the checkpoint's (so an ImageNet-12k file gets a 12k tag), else the model's default tag, else
+    a generic config (timm's defaults) for models without published weights."""
+    if tag:
+        cfg = get_pretrained_cfg(tag if "." in tag else f"{model}.{tag}")
+        if cfg.model != model:
+            raise UserError(
+                f"pretrained tag {cfg.name!r} belongs to model {cfg.model!r}, "
+                f"not {model!r}; pass a tag from: {', '.join(list_pretrained(model))}."
+            )
+        return cfg
+    candidates = [c for c in _CFGS if c.model == model]
+    matching = [c for c in candidates if num_classes is None or c.num_classes == num_classes]
+    if matching:
+        return matching[0]
+    base = candidates[0] if candidates else PretrainedCfg(model=model, tag="custom")
+    return dataclasses.replace(base, tag="custom", num_classes=num_classes or base.num_classes)

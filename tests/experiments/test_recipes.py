@@ -1,4 +1,5 @@
 """Each Table 10 gin file, parsed, equals the paper's table field by field."""
+
 import os
 
 import gin
@@ -10,35 +11,171 @@ GIN_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "gin_configs")
 
 # Paper Table 10, transcribed column by column ('-' is None).
 FIELDS = [
-    "Batch size", "Peak learning rate", "Cosine decay alpha",
-    "Cosine decay epochs", "Warm-up epochs", "Training epochs",
-    "AdamW weight decay", "AdamW beta_1", "AdamW beta_2", "AdamW epsilon",
-    "EMA decay", "L2-regularization", "Gradient clipping", "Label smoothing",
-    "Dropout", "Peak Stochastic Depth drop rate", "RandAugment probability",
-    "RandAugment layers", "RandAugment magnitude", "RandAugment excluded ops",
-    "Mixup/Cutmix probability", "Mixup alpha", "Cutmix alpha",
-    "Mixup/Cutmix switch probability"]
+    "Batch size",
+    "Peak learning rate",
+    "Cosine decay alpha",
+    "Cosine decay epochs",
+    "Warm-up epochs",
+    "Training epochs",
+    "AdamW weight decay",
+    "AdamW beta_1",
+    "AdamW beta_2",
+    "AdamW epsilon",
+    "EMA decay",
+    "L2-regularization",
+    "Gradient clipping",
+    "Label smoothing",
+    "Dropout",
+    "Peak Stochastic Depth drop rate",
+    "RandAugment probability",
+    "RandAugment layers",
+    "RandAugment magnitude",
+    "RandAugment excluded ops",
+    "Mixup/Cutmix probability",
+    "Mixup alpha",
+    "Cutmix alpha",
+    "Mixup/Cutmix switch probability",
+]
 TABLE_10 = {
-    "Conv-S": [4096, 0.002, 0.0, 9600, 5, 9600, 0.01, 0.6, 0.999, 1e-6,
-               0.9999, 1e-5, None, 0.1, 0.3, 0, 0.5, 2, 9, ["Cutout"],
-               None, None, None, None],
-    "Conv-M": [4096, 0.004, 0.0, 500, 5, 500, 0.1, 0.9, 0.999, 1e-7,
-               None, None, None, 0.1, 0.2, 0.075, 0.7, 2, 15, ["Cutout"],
-               None, None, None, None],
-    "Hybrid-M": [16384, 0.016, 0.0, 500, 20, 500, 0.1, 0.9, 0.999, 1e-7,
-                 None, None, None, 0.1, 0.2, 0.075, 0.7, 2, 15, ["Cutout"],
-                 None, None, None, None],
-    "Conv-L": [16384, 0.004, 0.0, 500, 20, 500, 0.2, 0.9, 0.999, 1e-7,
-               None, None, None, 0.1, 0.2, 0.35, 1.0, 2, 15, ["Cutout"],
-               0.3, 0.8, 1.0, 0.5],
-    "Hybrid-L": [16384, 0.01, 0.001, 500, 20, 500, 0.2, 0.9, 0.999, 1e-7,
-                 None, None, None, 0.1, 0.2, 0.35, 1.0, 2, 15, ["Cutout"],
-                 0.3, 0.8, 1.0, 0.5],
+    "Conv-S": [
+        4096,
+        0.002,
+        0.0,
+        9600,
+        5,
+        9600,
+        0.01,
+        0.6,
+        0.999,
+        1e-6,
+        0.9999,
+        1e-5,
+        None,
+        0.1,
+        0.3,
+        0,
+        0.5,
+        2,
+        9,
+        ["Cutout"],
+        None,
+        None,
+        None,
+        None,
+    ],
+    "Conv-M": [
+        4096,
+        0.004,
+        0.0,
+        500,
+        5,
+        500,
+        0.1,
+        0.9,
+        0.999,
+        1e-7,
+        None,
+        None,
+        None,
+        0.1,
+        0.2,
+        0.075,
+        0.7,
+        2,
+        15,
+        ["Cutout"],
+        None,
+        None,
+        None,
+        None,
+    ],
+    "Hybrid-M": [
+        16384,
+        0.016,
+        0.0,
+        500,
+        20,
+        500,
+        0.1,
+        0.9,
+        0.999,
+        1e-7,
+        None,
+        None,
+        None,
+        0.1,
+        0.2,
+        0.075,
+        0.7,
+        2,
+        15,
+        ["Cutout"],
+        None,
+        None,
+        None,
+        None,
+    ],
+    "Conv-L": [
+        16384,
+        0.004,
+        0.0,
+        500,
+        20,
+        500,
+        0.2,
+        0.9,
+        0.999,
+        1e-7,
+        None,
+        None,
+        None,
+        0.1,
+        0.2,
+        0.35,
+        1.0,
+        2,
+        15,
+        ["Cutout"],
+        0.3,
+        0.8,
+        1.0,
+        0.5,
+    ],
+    "Hybrid-L": [
+        16384,
+        0.01,
+        0.001,
+        500,
+        20,
+        500,
+        0.2,
+        0.9,
+        0.999,
+        1e-7,
+        None,
+        None,
+        None,
+        0.1,
+        0.2,
+        0.35,
+        1.0,
+        2,
+        15,
+        ["Cutout"],
+        0.3,
+        0.8,
+        1.0,
+        0.5,
+    ],
 }
 # Column -> (gin file, model name, resolution of paper Tables 11-15).
-COLUMNS = {"Conv-S": ("conv_small", 224), "Conv-M": ("conv_medium", 256),
-           "Hybrid-M": ("hybrid_medium", 256), "Conv-L": ("conv_large", 384),
-           "Hybrid-L": ("hybrid_large", 384)}
+COLUMNS = {
+    "Conv-S": ("conv_small", 224),
+    "Conv-M": ("conv_medium", 256),
+    "Hybrid-M": ("hybrid_medium", 256),
+    "Conv-L": ("conv_large", 384),
+    "Hybrid-L": ("hybrid_large", 384),
+}
 BINDINGS = {
     "Batch size": "train.batch_size",
     "Peak learning rate": "train.peak_learning_rate",
@@ -47,7 +184,8 @@ BINDINGS = {
     "Warm-up epochs": "train.warmup_epochs",
     "Training epochs": "train.epochs",
     "AdamW weight decay": "train.weight_decay",
-    "AdamW beta_1": "train.beta_1", "AdamW beta_2": "train.beta_2",
+    "AdamW beta_1": "train.beta_1",
+    "AdamW beta_2": "train.beta_2",
     "AdamW epsilon": "train.epsilon",
     "EMA decay": "train.ema_decay",
     "L2-regularization": "mobilenetv4_model.l2",
@@ -70,46 +208,45 @@ DISABLED = (None, 0, 0.0)
 
 @pytest.fixture(autouse=True)
 def clean_gin():
-  gin.clear_config()
-  yield
-  gin.clear_config()
+    gin.clear_config()
+    yield
+    gin.clear_config()
 
 
 @pytest.mark.parametrize("column", sorted(TABLE_10))
 def test_recipe_matches_table_10(column):
-  name, resolution = COLUMNS[column]
-  parse_gin([os.path.join(GIN_DIR, name + ".gin")], [])
-  assert gin.query_parameter("mobilenetv4_model.name") == name
-  assert gin.query_parameter("input_pipeline.image_size") == resolution
-  assert gin.query_parameter("input_pipeline.dataset") == "tfds:imagenet2012"
-  assert gin.query_parameter("input_pipeline.crop") == "inception"
-  assert gin.query_parameter("input_pipeline.flip") is True
-  mismatches = []
-  for field, expected in zip(FIELDS, TABLE_10[column]):
-    got = gin.query_parameter(BINDINGS[field])
-    if isinstance(got, tuple):
-      got = list(got)
-    ok = got in DISABLED if expected is None else (
-        got == expected and type(got) is not bool)
-    if isinstance(expected, float) and expected and isinstance(got, float):
-      ok = abs(got - expected) <= 1e-12 * abs(expected)
-    if not ok:
-      mismatches.append(f"{field}: gin {got!r} != paper {expected!r}")
-  assert not mismatches, f"{name}.gin: " + "; ".join(mismatches)
+    name, resolution = COLUMNS[column]
+    parse_gin([os.path.join(GIN_DIR, name + ".gin")], [])
+    assert gin.query_parameter("mobilenetv4_model.name") == name
+    assert gin.query_parameter("input_pipeline.image_size") == resolution
+    assert gin.query_parameter("input_pipeline.dataset") == "tfds:imagenet2012"
+    assert gin.query_parameter("input_pipeline.crop") == "inception"
+    assert gin.query_parameter("input_pipeline.flip") is True
+    mismatches = []
+    for field, expected in zip(FIELDS, TABLE_10[column]):
+        got = gin.query_parameter(BINDINGS[field])
+        if isinstance(got, tuple):
+            got = list(got)
+        ok = got in DISABLED if expected is None else (got == expected and type(got) is not bool)
+        if isinstance(expected, float) and expected and isinstance(got, float):
+            ok = abs(got - expected) <= 1e-12 * abs(expected)
+        if not ok:
+            mismatches.append(f"{field}: gin {got!r} != paper {expected!r}")
+    assert not mismatches, f"{name}.gin: " + "; ".join(mismatches)
 
 
 def test_every_recipe_is_checked():
-  recipes = {f[:-4] for f in os.listdir(GIN_DIR)
-             if f.endswith(".gin") and not f.startswith("distill_")}
-  assert recipes == {n for n, _ in COLUMNS.values()} | {"quickstart"}
+    recipes = {
+        f[:-4] for f in os.listdir(GIN_DIR) if f.endswith(".gin") and not f.startswith("distill_")
+    }
+    assert recipes == {n for n, _ in COLUMNS.values()} | {"quickstart"}
 
 
 def test_unknown_binding_is_named():
-  with pytest.raises(ValueError, match="learning_rat"):
-    parse_gin([os.path.join(GIN_DIR, "quickstart.gin")],
-              ["train.learning_rat = 0.1"])
+    with pytest.raises(ValueError, match="learning_rat"):
+        parse_gin([os.path.join(GIN_DIR, "quickstart.gin")], ["train.learning_rat = 0.1"])
 
 
 def test_missing_gin_file_is_named():
-  with pytest.raises(ValueError, match="nope.gin"):
-    parse_gin(["nope.gin"], [])
+    with pytest.raises(ValueError, match="nope.gin"):
+        parse_gin(["nope.gin"], [])

@@ -1,4 +1,5 @@
 """The ridge-point fit recovers a known roofline; Spearman figures behave as Table 16 reads."""
+
 import numpy as np
 import pytest
 
@@ -6,8 +7,16 @@ from mobilenetv4.roofline import RooflineOp, fit_ridge_point, sweep
 
 
 def _model(macs, nbytes):
-    return [RooflineOp("b", "op", "conv", macs=macs, weight_bytes=nbytes // 2,
-                       activation_bytes=nbytes - nbytes // 2)]
+    return [
+        RooflineOp(
+            "b",
+            "op",
+            "conv",
+            macs=macs,
+            weight_bytes=nbytes // 2,
+            activation_bytes=nbytes - nbytes // 2,
+        )
+    ]
 
 
 def _zoo():
@@ -53,7 +62,10 @@ def test_fit_errors_are_clear():
         fit_ridge_point(np.ones((3, 4)), rps, [1.0, 2.0, 3.0], [1, 2, 3])
     with pytest.raises(ValueError, match="must all be > 0"):
         fit_ridge_point(np.ones((3, 3)), rps, [1.0, 0.0, 3.0], [1, 2, 3])
-    for measured, rp in (([1.0, float("nan"), 3.0], rps), ([1.0, float("inf"), 3.0], rps),
-                         ([1.0, 2.0, 3.0], [0.0, 1.0, float("nan")])):
+    for measured, rp in (
+        ([1.0, float("nan"), 3.0], rps),
+        ([1.0, float("inf"), 3.0], rps),
+        ([1.0, 2.0, 3.0], [0.0, 1.0, float("nan")]),
+    ):
         with pytest.raises(ValueError, match="finite numbers"):
             fit_ridge_point(np.ones((3, 3)), rp, measured, [1, 2, 3])

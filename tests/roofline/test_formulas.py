@@ -1,4 +1,5 @@
 """Per-layer roofline formulas on hand-computed cases, and Eq. 1 itself."""
+
 import math
 
 import numpy as np
@@ -6,8 +7,15 @@ import pytest
 import tf_keras as keras
 
 import mobilenetv4
-from mobilenetv4.roofline import (RooflineOp, bytes_per_value, model_time, op_time, op_times,
-                                  ridge_point, sweep)
+from mobilenetv4.roofline import (
+    RooflineOp,
+    bytes_per_value,
+    model_time,
+    op_time,
+    op_times,
+    ridge_point,
+    sweep,
+)
 from mobilenetv4.roofline.analysis import roofline_ops
 
 
@@ -30,8 +38,9 @@ def test_conv3x3(precision, bpv):
 
 
 def test_depthwise_stride2():
-    ops = _single_layer_ops(keras.layers.DepthwiseConv2D(3, strides=2, padding="same",
-                                                         use_bias=False), (8, 8, 4))
+    ops = _single_layer_ops(
+        keras.layers.DepthwiseConv2D(3, strides=2, padding="same", use_bias=False), (8, 8, 4)
+    )
     (op,) = ops
     assert op.kind == "dwconv"
     assert op.macs == 4 * 4 * 3 * 3 * 4  # output is 4x4x4; one 3x3 filter per channel
@@ -74,11 +83,15 @@ def test_pooling_has_bytes_but_no_macs_and_1x1_head_conv_is_fc():
 
 def test_mobile_mqa_block():
     # 4x4x8 input, 2 heads of 4, one shared K/V head of 4, K/V downsampled 2x to 2x2.
-    block = mobilenetv4.layers.MobileAttentionBlock(num_heads=2, key_dim=4, value_dim=4,
-                                                    kv_strides=2, name="mqa")
+    block = mobilenetv4.layers.MobileAttentionBlock(
+        num_heads=2, key_dim=4, value_dim=4, kv_strides=2, name="mqa"
+    )
     ops = _single_layer_ops(block, (4, 4, 8))
-    by_name = {op.name.split("/")[-1] if op.kind != "attention_matmul" else "matmul": op
-               for op in ops if "down" not in op.name}
+    by_name = {
+        op.name.split("/")[-1] if op.kind != "attention_matmul" else "matmul": op
+        for op in ops
+        if "down" not in op.name
+    }
     n, m, h, d = 16, 4, 2, 4
     assert by_name["query"].macs == n * 8 * h * d and by_name["query"].weight_bytes == 8 * 8
     assert by_name["key"].macs == m * 8 * d and by_name["key"].weight_bytes == 8 * d
@@ -95,8 +108,10 @@ def test_mobile_mqa_block():
 
 
 def _toy_ops():
-    return [RooflineOp("a", "a", "conv", macs=1000, weight_bytes=10, activation_bytes=40),
-            RooflineOp("b", "b", "dense", macs=100, weight_bytes=200, activation_bytes=50)]
+    return [
+        RooflineOp("a", "a", "conv", macs=1000, weight_bytes=10, activation_bytes=40),
+        RooflineOp("b", "b", "dense", macs=100, weight_bytes=200, activation_bytes=50),
+    ]
 
 
 def test_eq1_by_hand():
@@ -142,10 +157,17 @@ def test_nan_and_inf_are_refused(bad):
     """NaN passes `< 0` checks silently and inf gives inf/NaN times: both are refused."""
     from mobilenetv4.cli import UserError
     from mobilenetv4.roofline import memory_bound_fraction, ridge_point
+
     ops = _toy_ops()
-    for call in (lambda: model_time(ops, bad), lambda: op_times(ops, bad),
-                 lambda: sweep(ops, [0.0, bad]), lambda: memory_bound_fraction(ops, bad),
-                 lambda: model_time(ops, 5.0, peak_macs=bad), lambda: sweep(ops, [1.0], peak_macs=bad),
-                 lambda: ridge_point(bad, 1e9), lambda: ridge_point(1e9, bad)):
+    for call in (
+        lambda: model_time(ops, bad),
+        lambda: op_times(ops, bad),
+        lambda: sweep(ops, [0.0, bad]),
+        lambda: memory_bound_fraction(ops, bad),
+        lambda: model_time(ops, 5.0, peak_macs=bad),
+        lambda: sweep(ops, [1.0], peak_macs=bad),
+        lambda: ridge_point(bad, 1e9),
+        lambda: ridge_point(1e9, bad),
+    ):
         with pytest.raises(UserError, match="finite"):
             call()

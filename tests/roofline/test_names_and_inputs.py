@@ -1,5 +1,6 @@
 """One model-name grammar and resolver (issue 12), and the roofline CLI's handling of bad inputs
 and existing files (issue 16): one `error:` line and exit 2, nothing on disk lost."""
+
 import ast
 import hashlib
 import importlib.util
@@ -17,14 +18,21 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 def test_resolver_grammar():
     s = zoo.resolve("conv_small@96")
-    assert (s.source, s.name, s.resolution, s.label) == ("mobilenetv4", "conv_small", (96, 96),
-                                                         "conv_small@96")
+    assert (s.source, s.name, s.resolution, s.label) == (
+        "mobilenetv4",
+        "conv_small",
+        (96, 96),
+        "conv_small@96",
+    )
     s = zoo.resolve("hybrid_medium@256x192")
     assert s.resolution == (256, 192) and s.label == "hybrid_medium@256x192" and s.has_attention
     assert s.file_label == "hybrid_medium_256x192"
     # keras: the family names (the prefix may be dropped) and tf_keras function names.
-    assert zoo.resolve("keras:mobilenet_v2_100").label == zoo.resolve("mobilenet_v2_100").label \
+    assert (
+        zoo.resolve("keras:mobilenet_v2_100").label
+        == zoo.resolve("mobilenet_v2_100").label
         == "mobilenet_v2_100@224"
+    )
     assert zoo.resolve("efficientnet_b3").resolution == (300, 300)  # EfficientNet's own size
     s = zoo.resolve("keras:MobileNetV3Small@160")
     assert (s.source, s.label) == ("keras", "keras:MobileNetV3Small@160")
@@ -33,18 +41,22 @@ def test_resolver_grammar():
     assert (s.source, s.name, s.resolution) == ("model_garden", "hybrid_medium", (256, 256))
     assert s.label == "model_garden:hybrid_medium@256" and s.has_attention
     assert zoo.resolve("model_garden:conv_small").resolution == (224, 224)
-    for bad, message in [("conv_smal", "did you mean 'conv_small'"),
-                         ("onnx:conv_small", "unknown model source"),
-                         ("conv_small@big", "bad resolution"),
-                         ("conv_small@16", "below the 32x32 minimum"),
-                         ("keras:not_a_model", "unknown keras model"),
-                         ("model_garden:conv_aa_large", "Model Garden has no MobileNetV4"),
-                         ("model_garden:hybrid_medium@256x192", "square inputs only"),
-                         ("conv_small@100000", "choose a smaller input size")]:
+    for bad, message in [
+        ("conv_smal", "did you mean 'conv_small'"),
+        ("onnx:conv_small", "unknown model source"),
+        ("conv_small@big", "bad resolution"),
+        ("conv_small@16", "below the 32x32 minimum"),
+        ("keras:not_a_model", "unknown keras model"),
+        ("model_garden:conv_aa_large", "Model Garden has no MobileNetV4"),
+        ("model_garden:hybrid_medium@256x192", "square inputs only"),
+        ("conv_small@100000", "choose a smaller input size"),
+    ]:
         with pytest.raises(UserError, match=message):
             zoo.resolve(bad)
-    assert [s.label for s in zoo.parse_list("conv_small, conv_small@224,mobilenet_v1_025@64")] \
-        == ["conv_small@224", "mobilenet_v1_025@64"]  # duplicates removed, order kept
+    assert [s.label for s in zoo.parse_list("conv_small, conv_small@224,mobilenet_v1_025@64")] == [
+        "conv_small@224",
+        "mobilenet_v1_025@64",
+    ]  # duplicates removed, order kept
 
 
 def _load_script(name):
@@ -60,6 +72,7 @@ def test_default_resolutions_come_from_architecture_only():
     # The zoo used to analyse conv_aa_large at 224 from its own table.
     assert zoo.resolve("conv_aa_large").resolution == (384, 384)
     from tflite import compare_model_garden
+
     assert not hasattr(zoo, "MNV4_RESOLUTION") and not hasattr(compare_model_garden, "SIZES")
     assert compare_model_garden.input_size("hybrid_medium") == 256
     fixtures = _load_script("make_timm_fixtures")
@@ -76,15 +89,24 @@ def test_model_library_imports_no_tool():
                 continue
             path = os.path.join(root, f)
             for node in ast.walk(ast.parse(open(path, encoding="utf-8").read())):
-                names = ([a.name for a in node.names] if isinstance(node, ast.Import)
-                         else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
-                offenders += [(os.path.relpath(path, ROOT), n) for n in names
-                              if n.split(".")[0] in ("tflite", "experiments")]
+                names = (
+                    [a.name for a in node.names]
+                    if isinstance(node, ast.Import)
+                    else [node.module or ""]
+                    if isinstance(node, ast.ImportFrom)
+                    else []
+                )
+                offenders += [
+                    (os.path.relpath(path, ROOT), n)
+                    for n in names
+                    if n.split(".")[0] in ("tflite", "experiments")
+                ]
     assert offenders == []
 
 
 def test_tools_build_through_the_resolver():
     from tflite import models
+
     assert models.resolve is zoo.resolve
     assert models.build("conv_small@64", classes=10).output_shape == (None, 10)
     assert models.build("mobilenet_v1_025", (32, 32, 3)).input_shape == (None, 32, 32, 3)
@@ -105,19 +127,24 @@ def one_error_line(err):
     return len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err
 
 
-@pytest.mark.parametrize("content,message", [
-    ("model,latency_ms\nconv_small,nan\n", "finite number > 0"),
-    ("model,latency_ms\nconv_small,inf\n", "finite number > 0"),
-    ("model,latency_ms\nconv_small,-1\n", "finite number > 0"),
-    ("model,latency_ms\nconv_small,fast\n", "is not a number"),
-    ("model,latency_ms\n,3\n", "column is empty"),
-    (b"\x89PNG\r\n\x1a\n\xff\xfe\x00garbage", "not a readable CSV"),
-])
+@pytest.mark.parametrize(
+    "content,message",
+    [
+        ("model,latency_ms\nconv_small,nan\n", "finite number > 0"),
+        ("model,latency_ms\nconv_small,inf\n", "finite number > 0"),
+        ("model,latency_ms\nconv_small,-1\n", "finite number > 0"),
+        ("model,latency_ms\nconv_small,fast\n", "is not a number"),
+        ("model,latency_ms\n,3\n", "column is empty"),
+        (b"\x89PNG\r\n\x1a\n\xff\xfe\x00garbage", "not a readable CSV"),
+    ],
+)
 def test_bad_latency_csv_is_one_line(tmp_path, capsys, content, message):
     lat = tmp_path / "lat.csv"
     (lat.write_bytes if isinstance(content, bytes) else lat.write_text)(content)
-    code, err = run_main(["--models", "conv_small", "--latencies", str(lat),
-                          "--output_dir", str(tmp_path / "out")], capsys)
+    code, err = run_main(
+        ["--models", "conv_small", "--latencies", str(lat), "--output_dir", str(tmp_path / "out")],
+        capsys,
+    )
     assert code == 2 and message in err and one_error_line(err), err
     assert not (tmp_path / "out").exists()
 
@@ -125,10 +152,14 @@ def test_bad_latency_csv_is_one_line(tmp_path, capsys, content, message):
 def test_bad_output_folders_and_sizes(tmp_path, capsys):
     a_file = tmp_path / "file"
     a_file.write_text("x")
-    cases = [(["--output_dir", str(a_file)], "is a file, not a directory"),
-             (["--output_dir", str(a_file / "sub")], "cannot create"),
-             (["--models", "conv_small@100000", "--output_dir", str(tmp_path / "o")],
-              "choose a smaller input size")]
+    cases = [
+        (["--output_dir", str(a_file)], "is a file, not a directory"),
+        (["--output_dir", str(a_file / "sub")], "cannot create"),
+        (
+            ["--models", "conv_small@100000", "--output_dir", str(tmp_path / "o")],
+            "choose a smaller input size",
+        ),
+    ]
     if os.geteuid() != 0:  # root writes into read-only folders anyway
         ro = tmp_path / "ro"
         ro.mkdir()
@@ -151,15 +182,24 @@ def test_existing_outputs_are_refused_unless_overwrite(tmp_path, capsys):
     old = out / "summary.md"
     old.write_text("an earlier analysis\n")
     before = _digest(old)
-    args = ["--models", "mobilenet_v1_025@32", "--rp_max", "50", "--rp_step", "10",
-            "--output_dir", str(out)]
+    args = [
+        "--models",
+        "mobilenet_v1_025@32",
+        "--rp_max",
+        "50",
+        "--rp_step",
+        "10",
+        "--output_dir",
+        str(out),
+    ]
     code, err = run_main(args, capsys)
     assert code == 2 and "already exists; pass --overwrite" in err and one_error_line(err), err
     assert _digest(old) == before and sorted(os.listdir(out)) == ["summary.md"]
     # An input of the run is never an output, --overwrite or not.
     lat = out / "fit.csv"
-    lat.write_text("model,latency_ms\nmobilenet_v1_025@32,1\nmobilenet_v1_050@32,2\n"
-                   "mobilenet_v2_035@32,3\n")
+    lat.write_text(
+        "model,latency_ms\nmobilenet_v1_025@32,1\nmobilenet_v1_050@32,2\nmobilenet_v2_035@32,3\n"
+    )
     lat_before = _digest(lat)
     code, err = run_main(args + ["--latencies", str(lat), "--overwrite"], capsys)
     assert code == 2 and "is also an input" in err and one_error_line(err), err
@@ -171,22 +211,52 @@ def test_existing_outputs_are_refused_unless_overwrite(tmp_path, capsys):
 
 
 def test_documented_old_flag_spellings_are_aliases(capsys):
-    new = parse_args(["--models", "conv_small", "--rp_max", "40", "--rp_step", "2",
-                      "--fig3_models", "conv_small", "--per_model_plots", "--output_dir", "d"])
+    new = parse_args(
+        [
+            "--models",
+            "conv_small",
+            "--rp_max",
+            "40",
+            "--rp_step",
+            "2",
+            "--fig3_models",
+            "conv_small",
+            "--per_model_plots",
+            "--output_dir",
+            "d",
+        ]
+    )
     capsys.readouterr()
-    old = parse_args(["--models", "conv_small", "--rp-max", "40", "--rp-step=2",
-                      "--fig3-models", "conv_small", "--per-model-plots", "--out", "d"])
+    old = parse_args(
+        [
+            "--models",
+            "conv_small",
+            "--rp-max",
+            "40",
+            "--rp-step=2",
+            "--fig3-models",
+            "conv_small",
+            "--per-model-plots",
+            "--out",
+            "d",
+        ]
+    )
     err = capsys.readouterr().err
     assert vars(old) == vars(new)
-    for flag, replacement in [("--rp-max", "--rp_max"), ("--rp-step", "--rp_step"),
-                              ("--fig3-models", "--fig3_models"),
-                              ("--per-model-plots", "--per_model_plots"), ("--out", "--output_dir")]:
+    for flag, replacement in [
+        ("--rp-max", "--rp_max"),
+        ("--rp-step", "--rp_step"),
+        ("--fig3-models", "--fig3_models"),
+        ("--per-model-plots", "--per_model_plots"),
+        ("--out", "--output_dir"),
+    ]:
         assert f"warning: {flag} is deprecated" in err and f"use {replacement}" in err
 
 
 def test_forward_memory_estimate_counts_attention_logits(monkeypatch):
     import tf_keras as keras
     from mobilenetv4 import layers as L
+
     inputs = keras.Input((8, 8, 16), batch_size=1)
     block = L.MobileAttentionBlock(num_heads=2, key_dim=4, kv_strides=2, name="mqa")
     model = keras.Model(inputs, block(inputs))

@@ -1,4 +1,5 @@
 """The --adb path against a fake adb that replays recorded benchmark_model output (no device)."""
+
 import json
 import os
 
@@ -6,12 +7,15 @@ import pytest
 
 from mobilenetv4 import cli
 from tflite import ToolError, adb, benchmark
+
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")
 
 
 def test_parse_inference_avg_plain_and_exponent():
     assert adb.parse_inference_avg_ms("Inference (avg): 2415.3\n") == pytest.approx(2.4153)
-    assert adb.parse_inference_avg_ms("Warmup (avg): 9, Inference (avg): 1.23456e+06") == pytest.approx(1234.56)
+    assert adb.parse_inference_avg_ms(
+        "Warmup (avg): 9, Inference (avg): 1.23456e+06"
+    ) == pytest.approx(1234.56)
     assert adb.parse_inference_avg_ms("Inference (avg): 5E+2") == pytest.approx(0.5)
     with pytest.raises(ToolError, match="no 'Inference \\(avg\\)' line"):
         adb.parse_inference_avg_ms("ERROR: Benchmarking failed.")
@@ -28,8 +32,21 @@ def test_cli_runs_five_pinned_runs_and_reports_median(fake_adb, tmp_path, monkey
     binary, model = tmp_path / "benchmark_model", tmp_path / "m.tflite"
     binary.write_bytes(b"\x7fELF")
     model.write_bytes(b"\0\0\0\0TFL3")
-    result = benchmark.main([str(model), "--adb", "--adb_path", adb_path, "--serial", "emulator-5554",
-                             "--delegate", "gpu", "--benchmark_binary", str(binary), "--json"])
+    result = benchmark.main(
+        [
+            str(model),
+            "--adb",
+            "--adb_path",
+            adb_path,
+            "--serial",
+            "emulator-5554",
+            "--delegate",
+            "gpu",
+            "--benchmark_binary",
+            str(binary),
+            "--json",
+        ]
+    )
     calls = [json.loads(line) for line in log.read_text().splitlines()]
     assert all(c[:2] == ["-s", "emulator-5554"] for c in calls)
     pushes = [c[3:] for c in calls if c[2] == "push"]
@@ -38,36 +55,62 @@ def test_cli_runs_five_pinned_runs_and_reports_median(fake_adb, tmp_path, monkey
     runs = [c[3] for c in calls if c[2] == "shell" and c[3].startswith("taskset")]
     assert len(runs) == 5
     # cpu6 and cpu7 share the top frequency; the highest index wins -> mask 0x80.
-    assert runs[0].startswith("taskset 80 /data/local/tmp/benchmark_model --graph=/data/local/tmp/m.tflite")
-    for flag in ("--num_runs=1000", "--min_secs=0", "--num_threads=1", "--use_gpu=true",
-                 "--warmup_runs=20"):  # the protocol flags' defaults, as in every tool
+    assert runs[0].startswith(
+        "taskset 80 /data/local/tmp/benchmark_model --graph=/data/local/tmp/m.tflite"
+    )
+    for flag in (
+        "--num_runs=1000",
+        "--min_secs=0",
+        "--num_threads=1",
+        "--use_gpu=true",
+        "--warmup_runs=20",
+    ):  # the protocol flags' defaults, as in every tool
         assert flag in runs[0].split()
-    m, = result["models"]
+    (m,) = result["models"]
     assert m["means_ms"] == pytest.approx([2.4, 2.5, 2.3505, 2.45, 2.41])
     assert m["median_ms"] == pytest.approx(2.41) and m["core"] == 7
     printed = json.loads(capsys.readouterr().out)
     assert printed["models"][0]["median_ms"] == pytest.approx(2.41)
 
 
-@pytest.mark.parametrize("delegate,flags", [("cpu", ["--use_xnnpack=true"]),
-                                            ("hexagon", ["--use_hexagon=true", "--hexagon_lib_path=/data/local/tmp"]),
-                                            ("nnapi", ["--use_nnapi=true"])])
+@pytest.mark.parametrize(
+    "delegate,flags",
+    [
+        ("cpu", ["--use_xnnpack=true"]),
+        ("hexagon", ["--use_hexagon=true", "--hexagon_lib_path=/data/local/tmp"]),
+        ("nnapi", ["--use_nnapi=true"]),
+    ],
+)
 def test_delegate_flags(delegate, flags, tmp_path):
     runner = adb.AdbBenchmark(binary=__file__, adb=__file__, delegate=delegate)
-    command = runner.shell_command("/data/local/tmp/bm", "/data/local/tmp/m.tflite",
-                                   adb.cpu.CoreChoice(4, 2253000, "test"))
+    command = runner.shell_command(
+        "/data/local/tmp/bm", "/data/local/tmp/m.tflite", adb.cpu.CoreChoice(4, 2253000, "test")
+    )
     assert command.startswith("taskset 10 /data/local/tmp/bm ")
     assert all(f in command.split() for f in flags)
 
 
 def test_unavailable_delegate_is_a_clear_error(fake_adb, tmp_path, monkeypatch, capsys):
     adb_path, _ = fake_adb
-    monkeypatch.setenv("FAKE_ADB_REPLAY", os.path.join(FIXTURES, "benchmark_model_gpu_unavailable.txt"))
+    monkeypatch.setenv(
+        "FAKE_ADB_REPLAY", os.path.join(FIXTURES, "benchmark_model_gpu_unavailable.txt")
+    )
     (tmp_path / "bm").write_bytes(b"x")
     (tmp_path / "m.tflite").write_bytes(b"x")
     with pytest.raises(SystemExit) as e:
-        cli.run(benchmark.main, [str(tmp_path / "m.tflite"), "--adb", "--adb_path", adb_path,
-                                 "--delegate", "gpu", "--benchmark_binary", str(tmp_path / "bm")])
+        cli.run(
+            benchmark.main,
+            [
+                str(tmp_path / "m.tflite"),
+                "--adb",
+                "--adb_path",
+                adb_path,
+                "--delegate",
+                "gpu",
+                "--benchmark_binary",
+                str(tmp_path / "bm"),
+            ],
+        )
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert "gpu delegate is unavailable" in err and "Failed to apply GPU delegate" in err
@@ -93,9 +136,11 @@ def test_benchmark_failure_output_is_one_line():
 
 
 def test_adb_flag_combinations_are_one_line_errors(capsys):
-    for args, message in [(["m.tflite", "--delegate", "gpu"], "apply to --adb runs only"),
-                          (["m.tflite", "--adb", "--core", "2"], "--core applies to local runs"),
-                          (["m.tflite", "--adb", "--delegate", "tpu"], "invalid choice")]:
+    for args, message in [
+        (["m.tflite", "--delegate", "gpu"], "apply to --adb runs only"),
+        (["m.tflite", "--adb", "--core", "2"], "--core applies to local runs"),
+        (["m.tflite", "--adb", "--delegate", "tpu"], "invalid choice"),
+    ]:
         with pytest.raises(SystemExit) as e:
             cli.run(benchmark.main, args)
         err = capsys.readouterr().err

@@ -11,6 +11,7 @@ FP16 >= 25 dB; INT8 >= 5 dB. INT8 of a random-weight network on noise images is 
 of a trained one on photos, so the INT8 floor only catches broken quantization (wrong scales or
 io types give <= 0 dB). Hybrids: no TRANSPOSE and at most 2 XNNPACK partitions in INT8.
 """
+
 import concurrent.futures
 import multiprocessing
 import os
@@ -21,16 +22,24 @@ from tflite.roundtrip import PAPER_MODELS, roundtrip
 
 SQNR_FLOOR_DB = {"fp32": 50.0, "fp16": 25.0, "int8": 5.0}
 ALL = ("fp32", "fp16", "int8")
-PRECISIONS = {name: ALL if os.environ.get("MNV4_TFLITE_ALL_PRECISIONS") or name in ("conv_small", "hybrid_medium")
-              else ("int8",) for name in PAPER_MODELS}
+PRECISIONS = {
+    name: ALL
+    if os.environ.get("MNV4_TFLITE_ALL_PRECISIONS") or name in ("conv_small", "hybrid_medium")
+    else ("int8",)
+    for name in PAPER_MODELS
+}
 
 
 @pytest.fixture(scope="module")
 def reports(tmp_path_factory):
     out = str(tmp_path_factory.mktemp("roundtrip"))
     # Conversion is single-threaded Python/MLIR work: two processes use both CI cores.
-    with concurrent.futures.ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = {name: pool.submit(roundtrip, name, out, 64, PRECISIONS[name]) for name in PAPER_MODELS}
+    with concurrent.futures.ProcessPoolExecutor(
+        2, mp_context=multiprocessing.get_context("spawn")
+    ) as pool:
+        futures = {
+            name: pool.submit(roundtrip, name, out, 64, PRECISIONS[name]) for name in PAPER_MODELS
+        }
         return {name: f.result() for name, f in futures.items()}
 
 
@@ -40,9 +49,11 @@ def test_export_matches_keras(reports, name):
     lines = []
     for precision, report in reports[name].items():
         fid, graph = report["fidelity"], report["graph"]
-        lines.append(f"{name} {precision}: SQNR {fid['sqnr_db']:.1f} dB, top-1 agreement "
-                     f"{fid['top1_agreement']:.2f}, TRANSPOSE {graph['transposes']}, "
-                     f"partitions {graph['delegate_partitions']}, outside {graph['undelegated_ops']}")
+        lines.append(
+            f"{name} {precision}: SQNR {fid['sqnr_db']:.1f} dB, top-1 agreement "
+            f"{fid['top1_agreement']:.2f}, TRANSPOSE {graph['transposes']}, "
+            f"partitions {graph['delegate_partitions']}, outside {graph['undelegated_ops']}"
+        )
         print(lines[-1])
         assert graph["precision"] == precision.upper()
         assert fid["sqnr_db"] >= SQNR_FLOOR_DB[precision], lines[-1]

@@ -1,4 +1,5 @@
 """Graph analysis and fidelity on a tiny Mobile MQA model exported several ways."""
+
 import numpy as np
 import pytest
 
@@ -37,11 +38,11 @@ def test_fig10_layout_needs_transposes_mobile_mqa_does_not(tiny_models):
 def test_macs_and_params_match_keras(tiny_models):
     stats = analysis.graph_stats(tiny_models["fp32"])
     keras_model = tiny_models["fp32_keras"]
-    stem = 8 * 8 * 32 * 27                    # 3x3x3 conv to 32 ch at 8x8
-    q = 64 * 32 * 32                          # 1x1 query conv (2 heads x 16)
-    kv = 2 * (16 * 9 * 32 + 16 * 32 * 16)     # K/V: 3x3 DW stride 2 + 1x1 conv to 16
-    attn = 64 * 2 * 16 * 16 * 2               # QK^T and AV: (n*h) x m x d, twice
-    out = 64 * 32 * 32                        # output projection
+    stem = 8 * 8 * 32 * 27  # 3x3x3 conv to 32 ch at 8x8
+    q = 64 * 32 * 32  # 1x1 query conv (2 heads x 16)
+    kv = 2 * (16 * 9 * 32 + 16 * 32 * 16)  # K/V: 3x3 DW stride 2 + 1x1 conv to 16
+    attn = 64 * 2 * 16 * 16 * 2  # QK^T and AV: (n*h) x m x d, twice
+    out = 64 * 32 * 32  # output projection
     assert stats.macs == stem + q + kv + attn + out + 32 * 10
     # Keras also counts BN statistics, which TFLite folds into the convs.
     assert 0.8 * keras_model.count_params() < stats.params <= keras_model.count_params()
@@ -57,10 +58,17 @@ def test_fidelity_fp32_matches_keras(tiny_models):
 
 def test_report_names_every_figure(tiny_models):
     stats = analysis.graph_stats(tiny_models["int8_full"])
-    text = analysis.format_report(stats, {"images": 4, "top1_agreement": 0.75, "sqnr_db": 21.5,
-                                          "max_abs_diff": 0.1}, "tiny")
-    for needle in ("TRANSPOSE ops: 0", "XNNPACK delegate partitions:", "SOFTMAX x1", "SQNR 21.5 dB",
-                   "top-1 agreement 75.0%", "| CONV_2D | "):
+    text = analysis.format_report(
+        stats, {"images": 4, "top1_agreement": 0.75, "sqnr_db": 21.5, "max_abs_diff": 0.1}, "tiny"
+    )
+    for needle in (
+        "TRANSPOSE ops: 0",
+        "XNNPACK delegate partitions:",
+        "SOFTMAX x1",
+        "SQNR 21.5 dB",
+        "top-1 agreement 75.0%",
+        "| CONV_2D | ",
+    ):
         assert needle in text
 
 
@@ -80,13 +88,18 @@ def test_int8_matmul_attention_is_integer_and_stays_in_one_partition(tiny_models
     assert full.undelegated_ops.get("BATCH_MATMUL", 0) >= 1
     # Integer matmuls cost little fidelity against the float-attention INT8 export.
     images = tiny_models["images"]
-    sqnr = {v: analysis.sqnr_db(tiny_models[v + "_keras"].predict(images, verbose=0),
-                                runtime.run(runtime.load_interpreter(tiny_models[v]), images))
-            for v in ("int8", "int8_matmul")}
+    sqnr = {
+        v: analysis.sqnr_db(
+            tiny_models[v + "_keras"].predict(images, verbose=0),
+            runtime.run(runtime.load_interpreter(tiny_models[v]), images),
+        )
+        for v in ("int8", "int8_matmul")
+    }
     assert sqnr["int8_matmul"] > sqnr["int8"] - 3.0, sqnr  # measured 34.3 vs 34.5 dB
 
 
 def test_requantize_rejects_bytes_that_are_not_a_model():
     from tflite import ToolError, requantize
+
     with pytest.raises(ToolError, match="cannot parse"):
         requantize.symmetric_matmul_operands(b"not a flatbuffer")

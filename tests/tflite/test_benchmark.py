@@ -1,4 +1,5 @@
 """The Appendix B CLI on a tiny model (in a subprocess: pinning changes the process affinity)."""
+
 import hashlib
 import json
 import os
@@ -15,14 +16,28 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 
 def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "tflite.benchmark", *args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "tflite.benchmark", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_protocol_json_and_table(tiny_models, tmp_path):
     md, csv_path, json_path = (str(tmp_path / f"table.{ext}") for ext in ("md", "csv", "json"))
-    proc = run_cli(tiny_models["int8"], tiny_models["fp32"], "--num_runs", "50", "--repeats", "3",
-                   "--json", "--output", f"{md},{csv_path},{json_path}")
+    proc = run_cli(
+        tiny_models["int8"],
+        tiny_models["fp32"],
+        "--num_runs",
+        "50",
+        "--repeats",
+        "3",
+        "--json",
+        "--output",
+        f"{md},{csv_path},{json_path}",
+    )
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
     assert json.load(open(json_path)) == result
@@ -58,20 +73,24 @@ def test_bad_inputs_are_clear_errors(tmp_path, tiny_models, capsys):
     corrupt.write_bytes(b"this is not a flatbuffer at all")
     truncated = tmp_path / "truncated.tflite"
     truncated.write_bytes(open(tiny_models["fp32"], "rb").read()[:2000])
-    cases = [([str(tmp_path / "missing.tflite")], "no such model file"),
-             ([str(corrupt)], "not a TFLite flatbuffer"),
-             ([str(truncated)], "LiteRT cannot load"),
-             ([tiny_models["fp32"], "--output", "/nonexistent_dir/t.md"], "does not exist"),
-             ([tiny_models["fp32"], "--output", str(tmp_path / "t.txt")], "unknown format"),
-             # an output that is the run's own input: refused whatever --overwrite says
-             ([tiny_models["fp32"], "--overwrite", "--json", tiny_models["fp32"]],
-              "also an input of this run"),
-             ([tiny_models["fp32"], "--core", "4096"], "may only use cores"),
-             ([tiny_models["fp32"], "--core", "fast"], "expected 'fastest', 'none' or a CPU index"),
-             ([tiny_models["fp32"], "--core", "1.5"], "expected 'fastest', 'none' or a CPU index"),
-             ([tiny_models["fp32"], "--num_threads", "0"], "must be at least 1"),
-             ([tiny_models["fp32"], "--num_runs", "-3"], "must be at least 1"),
-             ([tiny_models["fp32"], "--repeats", "many"], "expected an integer")]
+    cases = [
+        ([str(tmp_path / "missing.tflite")], "no such model file"),
+        ([str(corrupt)], "not a TFLite flatbuffer"),
+        ([str(truncated)], "LiteRT cannot load"),
+        ([tiny_models["fp32"], "--output", "/nonexistent_dir/t.md"], "does not exist"),
+        ([tiny_models["fp32"], "--output", str(tmp_path / "t.txt")], "unknown format"),
+        # an output that is the run's own input: refused whatever --overwrite says
+        (
+            [tiny_models["fp32"], "--overwrite", "--json", tiny_models["fp32"]],
+            "also an input of this run",
+        ),
+        ([tiny_models["fp32"], "--core", "4096"], "may only use cores"),
+        ([tiny_models["fp32"], "--core", "fast"], "expected 'fastest', 'none' or a CPU index"),
+        ([tiny_models["fp32"], "--core", "1.5"], "expected 'fastest', 'none' or a CPU index"),
+        ([tiny_models["fp32"], "--num_threads", "0"], "must be at least 1"),
+        ([tiny_models["fp32"], "--num_runs", "-3"], "must be at least 1"),
+        ([tiny_models["fp32"], "--repeats", "many"], "expected an integer"),
+    ]
     # In process (quicker than a subprocess each); a run that fails after pinning gets the
     # process's affinity back.
     for args, message in cases:
@@ -83,18 +102,34 @@ def test_bad_inputs_are_clear_errors(tmp_path, tiny_models, capsys):
         finally:
             os.sched_setaffinity(0, affinity)
         err = capsys.readouterr().err
-        lines = [line for line in err.splitlines() if line.strip()
-                 and not line.startswith("warning: ")]
+        lines = [
+            line for line in err.splitlines() if line.strip() and not line.startswith("warning: ")
+        ]
         assert e.value.code == 2, (args, err)
         assert message in err and "Traceback" not in err, (args, err)
         assert len(lines) == 1 and lines[0].startswith("error: "), (args, err)
 
 
 def test_flag_spellings_and_lists(capsys):
-    args = benchmark.parse_args(["a.tflite", "b.tflite", "--output", "t.md,t.csv", "--adb",
-                                 "--push", "x.so,y.so", "--warmup_runs", "0"])
+    args = benchmark.parse_args(
+        [
+            "a.tflite",
+            "b.tflite",
+            "--output",
+            "t.md,t.csv",
+            "--adb",
+            "--push",
+            "x.so,y.so",
+            "--warmup_runs",
+            "0",
+        ]
+    )
     assert (args.models, args.output, args.push, args.warmup_runs) == (
-        ["a.tflite", "b.tflite"], ["t.md", "t.csv"], ["x.so", "y.so"], 0)
+        ["a.tflite", "b.tflite"],
+        ["t.md", "t.csv"],
+        ["x.so", "y.so"],
+        0,
+    )
     old = benchmark.parse_args(["a.tflite", "--adb", "--push", "x.so", "y.so", "--json", "r.json"])
     err = capsys.readouterr().err
     assert old.push == ["x.so", "y.so"] and old.json_file == "r.json" and old.json is None

@@ -16,8 +16,19 @@ def make_sysfs(root, freqs):
 
 def test_fastest_core_is_highest_max_freq(tmp_path):
     # Pixel 6: 4 little, 2 medium, 2 big cores; ties go to the highest index.
-    root = make_sysfs(tmp_path, {0: 1803000, 1: 1803000, 2: 1803000, 3: 1803000,
-                                 4: 2253000, 5: 2253000, 6: 2802000, 7: 2802000})
+    root = make_sysfs(
+        tmp_path,
+        {
+            0: 1803000,
+            1: 1803000,
+            2: 1803000,
+            3: 1803000,
+            4: 2253000,
+            5: 2253000,
+            6: 2802000,
+            7: 2802000,
+        },
+    )
     freqs = cpu.read_max_freqs(root)
     assert freqs[6] == 2802000 and len(freqs) == 8
     choice = cpu.choose_fastest(freqs, allowed=set(range(8)))
@@ -52,6 +63,7 @@ def test_pin_rejects_core_outside_affinity():
 
 def test_core_flag_takes_fastest_none_or_an_index(capsys):
     from tflite import benchmark
+
     assert benchmark.parse_args(["m.tflite", "--core", "3"]).core == 3
     assert benchmark.parse_args(["m.tflite", "--core", "none"]).core == "none"
     assert benchmark.parse_args(["m.tflite"]).core == "fastest"
@@ -59,4 +71,6 @@ def test_core_flag_takes_fastest_none_or_an_index(capsys):
         with pytest.raises(SystemExit) as e:
             benchmark.parse_args(["m.tflite", "--core", bad])
         err = capsys.readouterr().err
-        assert e.value.code == 2 and err.startswith("error: argument --core") and err.count("\n") == 1
+        assert (
+            e.value.code == 2 and err.startswith("error: argument --core") and err.count("\n") == 1
+        )

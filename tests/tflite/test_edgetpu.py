@@ -4,6 +4,7 @@ import shutil
 import pytest
 
 from tflite import ToolError, edgetpu
+
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")
 
 

@@ -6,6 +6,7 @@ README itself shows for the training command. The export must find everything in
 record (no --model / --classes / --input_size), calibrate on the training data, and report the
 held-out top-1 of the .tflite within 1 point of the Keras model's.
 """
+
 import json
 import os
 import re
@@ -24,18 +25,25 @@ def readme_path_section():
     section = text.split("## The full path", 1)[1].split("\n## ", 1)[0]
     block = re.search(r"```bash\n(.*?)```", section, re.S).group(1)
     commands = [shlex.split(c) for c in block.replace("\\\n", " ").splitlines() if c.strip()]
-    quick = re.search(r"add `(--gin_param=[^`]+)` to the first command", " ".join(section.split())).group(1)
+    quick = re.search(
+        r"add `(--gin_param=[^`]+)` to the first command", " ".join(section.split())
+    ).group(1)
     return commands, shlex.split(quick)[0], section
 
 
 def test_readme_shows_the_path_without_model_flags():
     commands, quick, _ = readme_path_section()
-    assert [c[:3] for c in commands] == [["python", "-m", "experiments.train"], ["python", "-m", "tflite.export"],
-                                         ["python", "-m", "tflite.benchmark"]]
+    assert [c[:3] for c in commands] == [
+        ["python", "-m", "experiments.train"],
+        ["python", "-m", "tflite.export"],
+        ["python", "-m", "tflite.benchmark"],
+    ]
     export = commands[1]
     for flag in ("--model", "--classes", "--input_size", "--preprocessing"):
         assert flag not in export  # the build record carries them
-    assert "--checkpoint" in export and "--calibration" in export and quick.startswith("--gin_param=")
+    assert (
+        "--checkpoint" in export and "--calibration" in export and quick.startswith("--gin_param=")
+    )
 
 
 @pytest.mark.slow  # 6-epoch training, one INT8 conversion, one benchmark: ~6 min on 2 loaded cores
@@ -49,10 +57,12 @@ def test_readme_train_export_benchmark(tmp_path):
         if i == 0:
             argv.append(quick)
         proc = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200)
-        assert proc.returncode == 0, f"{' '.join(argv)}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+        assert proc.returncode == 0, (
+            f"{' '.join(argv)}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+        )
         outputs.append(proc.stdout)
     tflite_path = next(a for a in commands[1] if a.endswith(".tflite")).replace(README_DIR, run_dir)
-    report = json.load(open(tflite_path[:-len(".tflite")] + ".report.json"))
+    report = json.load(open(tflite_path[: -len(".tflite")] + ".report.json"))
     fid = report["fidelity"]
     assert report["weights"] == "ema" and report["graph"]["precision"] == "INT8"
     assert report["input_size"] == [32, 32] and report["graph"]["output"]["shape"] == [1, 10]
