@@ -239,7 +239,16 @@ def test_every_recipe_is_checked():
     recipes = {
         f[:-4] for f in os.listdir(GIN_DIR) if f.endswith(".gin") and not f.startswith("distill_")
     }
-    assert recipes == {n for n, _ in COLUMNS.values()} | {"quickstart"}
+    assert recipes == {n for n, _ in COLUMNS.values()} | {"quickstart", "quick_trial"}
+
+
+def test_quick_trial_shortens_the_quickstart():
+    parse_gin(
+        [os.path.join(GIN_DIR, "quickstart.gin"), os.path.join(GIN_DIR, "quick_trial.gin")], []
+    )
+    assert gin.query_parameter("train.epochs") == 8
+    assert gin.query_parameter("train.ema_decay") == 0.9
+    assert gin.query_parameter("input_pipeline.dataset") == "sklearn_digits"
 
 
 def test_unknown_binding_is_named():

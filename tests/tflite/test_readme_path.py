@@ -26,7 +26,7 @@ def readme_path_section():
     block = re.search(r"```bash\n(.*?)```", section, re.S).group(1)
     commands = [shlex.split(c) for c in block.replace("\\\n", " ").splitlines() if c.strip()]
     quick = re.search(
-        r"add `(--gin_param=[^`]+)` to the first command", " ".join(section.split())
+        r"add `(--gin_(?:file|param)=[^`]+)` to the first command", " ".join(section.split())
     ).group(1)
     return commands, shlex.split(quick)[0], section
 
@@ -42,11 +42,11 @@ def test_readme_shows_the_path_without_model_flags():
     for flag in ("--model", "--classes", "--input_size", "--preprocessing"):
         assert flag not in export  # the build record carries them
     assert (
-        "--checkpoint" in export and "--calibration" in export and quick.startswith("--gin_param=")
+        "--checkpoint" in export and "--calibration" in export and quick.startswith("--gin_")
     )
 
 
-@pytest.mark.slow  # 6-epoch training, one INT8 conversion, one benchmark: ~6 min on 2 loaded cores
+@pytest.mark.slow  # 8-epoch training, one INT8 conversion, one benchmark: ~6 min on 2 loaded cores
 def test_readme_train_export_benchmark(tmp_path):
     commands, quick, _ = readme_path_section()
     run_dir = str(tmp_path / "mnv4_quickstart")
@@ -67,8 +67,8 @@ def test_readme_train_export_benchmark(tmp_path):
     assert report["weights"] == "ema" and report["graph"]["precision"] == "INT8"
     assert report["input_size"] == [32, 32] and report["graph"]["output"]["shape"] == [1, 10]
     assert fid["images"] == 360  # the whole held-out split of sklearn_digits
-    # Above chance (10%); the 6-epoch trial is not reproducible run to run (measured 46.1% and 20.0%).
-    assert fid["keras_top1"] > 0.12, fid
+    # Well above chance (10%): the quick trial measured 59.4%.
+    assert fid["keras_top1"] > 0.3, fid
     assert abs(fid["tflite_top1"] - fid["keras_top1"]) <= 0.01, fid
     # The export's Keras figure is the trainer's own held-out evaluation (same EMA weights, same
     # eval transform).
