@@ -33,6 +33,7 @@ def custom_objects():
     """The layer classes, for `tf_keras.models.load_model(..., custom_objects=...)` (rarely needed:
     importing mobilenetv4.layers registers them)."""
     from mobilenetv4 import layers  # pylint: disable=g-import-not-at-top
+    from mobilenetv4.layers.anti_alias import BlurPool2D  # pylint: disable=g-import-not-at-top
 
     return {
         cls.__name__: cls
@@ -44,6 +45,7 @@ def custom_objects():
             layers.MultiQueryAttention2D,
             layers.LayerScale,
             layers.StochasticDepth,
+            BlurPool2D,
         )
     }
 

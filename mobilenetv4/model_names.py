@@ -7,7 +7,8 @@
 
 Without a resolution, a MobileNetV4 gets its `Architecture.default_size` (the only place default
 resolutions live) and other sources their own default (224 unless the tool knows better).
-Parsing needs no TensorFlow; building is the tools' job (`tflite.models.build`).
+Parsing needs no TensorFlow; `mobilenetv4.roofline.zoo.resolve` builds a parsed name (all three
+sources) and `tflite.models.build` adds weights and overrides.
 """
 
 from __future__ import annotations

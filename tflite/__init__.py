@@ -5,7 +5,9 @@ Modules: `export` (Keras -> .tflite INT8/FP16/FP32 + report), `calibration` (rep
 `cpu` (fastest-core detection and pinning), `benchmark` (Appendix B protocol, local or `--adb`),
 `adb` (Android benchmark_model driver), `edgetpu` (edgetpu_compiler driver), `models` (name -> Keras
 model, ours or Model Garden's; stand-in statistics for random weights), `compare_model_garden` and
-`ablations` (latency tables for the docs), `roundtrip` (export-and-compare self-check).
+`ablations` (latency tables for the docs), `roundtrip` (export-and-compare self-check),
+`roofline_latency` (measured latency of the roofline zoo; the roofline itself is computed by
+`mobilenetv4.roofline`).
 
 Every entry point follows the package's one CLI convention (`mobilenetv4.cli`, docs/CONTRACT.md):
 a user error is `ToolError` (= `mobilenetv4.cli.UserError`), printed as one `error: ...` line with
