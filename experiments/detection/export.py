@@ -12,7 +12,8 @@ Written to --output_dir:
   detector_fp32.tflite, detector_fp16.tflite, detector_int8.tflite
                            Model Garden's `convert_tflite_model` (FP16 weights; INT8 `int8`:
                            integer weights and activations calibrated on --calibration_steps
-                           images of task.train_data, float input and float boxes/scores/classes)
+                           images of task.train_data, float input and float boxes/scores/classes;
+                           --denylisted_ops keeps the named ops in float, Model Garden's option)
   detector_*.report.md / .report.json
                            the classifier export's report (tflite.analysis): ops, TRANSPOSE
                            count, XNNPACK partitions, ops left outside XNNPACK, size, params, MACs
@@ -71,7 +72,8 @@ def _saved_model(params, size, checkpoint, path, *, input_type, nms_version):
 
 
 def export(params, output_dir: str, *, checkpoint: str | None = None, precisions=("fp32", "fp16",
-           "int8"), calibration_steps: int = 100, overwrite: bool = False, log=print) -> dict:
+           "int8"), calibration_steps: int = 100, denylisted_ops=None, overwrite: bool = False,
+           log=print) -> dict:
   """Writes the SavedModels, the .tflite files and their reports; returns {precision: report}."""
   from experiments.detection import detector
   from mobilenetv4 import fileio
@@ -110,7 +112,8 @@ def export(params, output_dir: str, *, checkpoint: str | None = None, precisions
     try:
       data_bytes = export_tflite_lib.convert_tflite_model(
           saved_model_dir=outputs[1], quant_type=PRECISIONS[precision], params=calib,
-          calibration_steps=calibration_steps)
+          calibration_steps=calibration_steps,
+          denylisted_ops=list(denylisted_ops) if precision == "int8" and denylisted_ops else None)
     except Exception as e:  # the converter's own error, reported in one line
       raise cli.UserError(f"TFLite conversion ({precision}) failed: "
                           f"{' '.join(str(e).split())[:300]}") from None
@@ -123,6 +126,7 @@ def export(params, output_dir: str, *, checkpoint: str | None = None, precisions
     report = {"model": name, "precision": precision, "input_size": list(size),
               "checkpoint": ckpt, "quant_type": PRECISIONS[precision],
               "calibration_steps": calibration_steps if precision == "int8" else None,
+              "denylisted_ops": list(denylisted_ops or []) if precision == "int8" else None,
               "postprocess": "TFLite_Detection_PostProcess" in stats.op_histogram,
               "output": path, "graph": stats.to_dict()}
     fileio.write_text(md_path, md)
@@ -144,12 +148,16 @@ def main(argv=None):
                  help="comma-separated: fp32,fp16,int8 (default all three)")
   p.add_argument("--calibration_steps", type=cli.positive_int, default=100,
                  help="INT8 calibration images from task.train_data (default 100)")
+  p.add_argument("--denylisted_ops", type=cli.comma_list, default=None,
+                 help="INT8: ops kept in float (Model Garden's option), e.g. BATCH_MATMUL,SOFTMAX "
+                      "to keep a hybrid's attention on XNNPACK as tflite.export does")
   args = p.parse_args(argv)
   from experiments.detection import detector
   params = detector.load_config(args.experiment, args.config_file, args.params_override,
                                 lock=False)
   export(params, args.output_dir, checkpoint=args.checkpoint, precisions=args.precisions,
-         calibration_steps=args.calibration_steps, overwrite=args.overwrite)
+         calibration_steps=args.calibration_steps, denylisted_ops=args.denylisted_ops,
+         overwrite=args.overwrite)
   return 0
 
 
