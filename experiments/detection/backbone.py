@@ -149,14 +149,14 @@ class MobileNetV4Backbone(tf_keras.Model):
   """`mobilenetv4.create_model(name, features_only=True)` with Model Garden's level keys."""
 
   def __init__(self, model_name: str = "conv_medium",
-               input_specs: tf_keras.layers.InputSpec = tf_keras.layers.InputSpec(
-                   shape=[None, None, None, 3]),
+               input_specs: Optional[tf_keras.layers.InputSpec] = None,
                width_multiplier: Optional[float] = None, stochastic_depth_rate: float = 0.0,
                attention_type: str = "mobile_mqa", padding: str = "same",
                bn_epsilon: float = 1e-3, bn_momentum: float = 0.99,
                kernel_regularizer=None, weights: Optional[str] = None, **kwargs):
     import mobilenetv4
     check_model_name(model_name)
+    input_specs = input_specs or tf_keras.layers.InputSpec(shape=[None, None, None, 3])
     shape = tuple(input_specs.shape[1:])
     features = mobilenetv4.create_model(
         model_name, features_only=True, input_shape=shape, width_multiplier=width_multiplier,

@@ -25,7 +25,6 @@ unless --overwrite; the folder is locked while the job runs.
 from __future__ import annotations
 
 import io
-import json
 import os
 
 import numpy as np

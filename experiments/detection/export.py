@@ -114,7 +114,7 @@ def export(params, output_dir: str, *, checkpoint: str | None = None, precisions
           saved_model_dir=outputs[1], quant_type=PRECISIONS[precision], params=calib,
           calibration_steps=calibration_steps,
           denylisted_ops=list(denylisted_ops) if precision == "int8" and denylisted_ops else None)
-    except Exception as e:  # the converter's own error, reported in one line
+    except Exception as e:  # noqa: BLE001 (the converter raises many kinds; one line each)
       raise cli.UserError(f"TFLite conversion ({precision}) failed: "
                           f"{' '.join(str(e).split())[:300]}") from None
     fileio.write_bytes(path, data_bytes)
