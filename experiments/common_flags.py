@@ -7,12 +7,10 @@ flag, a bad gin file or binding, or any `UserError` is one `error: ...` line and
 """
 
 import os
-import sys
 
-from absl import app
 from absl import flags
 
-from mobilenetv4.cli import EXIT_USER_ERROR, UserError, exit_code, fail
+from mobilenetv4.cli import EXIT_USER_ERROR, UserError, run_absl
 
 GIN_FILES = flags.DEFINE_multi_string("gin_file", [], "Gin files, applied in order.")
 GIN_PARAMS = flags.DEFINE_multi_string(
@@ -54,35 +52,10 @@ def parse_gin(gin_files, gin_params, finalize=False):
         ) from None
 
 
-_HELP_FLAGS = ("-h", "-?", "--help", "--helpshort", "--helpfull", "--helpxml")
-
-
-def _flags_parser(argv):
-    wants_help = any(arg.split("=")[0] in _HELP_FLAGS for arg in argv[1:])
-    try:
-        return flags.FLAGS(argv)
-    except flags.Error as e:
-        fail(f"{e} (see {os.path.basename(argv[0])} --help)")
-    except SystemExit:
-        if wants_help:  # absl's help flags print the usage and exit 1; asking for help succeeded
-            sys.exit(0)
-        raise
-
-
 def run(main):
-    """absl's app.run with the package's exit convention: main(argv) may return an exit code;
-    UserError -> `error: ...`, exit 2; unexpected positional arguments -> exit 2."""
-
-    def wrapped(argv):
-        if len(argv) > 1:
-            fail(f"unexpected arguments {argv[1:]}; flags are written --name=value")
-        try:
-            result = main(argv)
-        except UserError as e:
-            fail(str(e))
-        sys.exit(exit_code(result))
-
-    app.run(wrapped, flags_parser=_flags_parser)
+    """The jobs' entry: `mobilenetv4.cli.run_absl` (exit 2 + one line for a bad flag, gin file or
+    binding, or any UserError; --help exits 0)."""
+    run_absl(main)
 
 
 __all__ = [

@@ -206,3 +206,39 @@ def add_output_flags(
     parser.add_argument(
         "--overwrite", action="store_true", help="replace existing output files (refused otherwise)"
     )
+
+
+_ABSL_HELP_FLAGS = ("-h", "-?", "--help", "--helpshort", "--helpfull", "--helpxml")
+
+
+def absl_flags_parser(argv):
+    """absl's flag parsing with this convention: a bad flag is one `error:` line and exit 2, and
+    asking for help exits 0 (absl's help flags exit 1)."""
+    from absl import flags  # pylint: disable=g-import-not-at-top
+
+    wants_help = any(arg.split("=")[0] in _ABSL_HELP_FLAGS for arg in argv[1:])
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as e:
+        fail(f"{e} (see {argv[0].rsplit('/', 1)[-1]} --help)")
+    except SystemExit:
+        if wants_help:
+            sys.exit(EXIT_OK)
+        raise
+
+
+def run_absl(main: Callable, argv: Sequence[str] | None = None) -> None:
+    """absl's app.run for the absl/gin jobs: main(argv) may return an exit code; a UserError is
+    `error: ...` and exit 2; positional arguments are refused (flags are --name=value)."""
+    from absl import app  # pylint: disable=g-import-not-at-top
+
+    def wrapped(args):
+        if len(args) > 1:
+            fail(f"unexpected arguments {args[1:]}; flags are written --name=value")
+        try:
+            result = main(args)
+        except UserError as e:
+            fail(str(e))
+        sys.exit(exit_code(result))
+
+    app.run(wrapped, argv=argv, flags_parser=absl_flags_parser)

@@ -14,6 +14,7 @@ Commands (docs/detection.md):
   python -m experiments.detection.evaluate  COCO metrics of a .tflite detector (Model Garden's)
   python -m experiments.detection.summary   params and MACs per part (backbone / FPN / head)
 """
+
 from experiments.detection import backbone as _backbone
 from experiments.detection import configs as _configs
 

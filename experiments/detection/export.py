@@ -21,6 +21,7 @@ Without --checkpoint the weights are random (latency and graph checks only; the 
 Existing outputs are refused unless --overwrite; every output is written under a temporary name and
 renamed when complete.
 """
+
 from __future__ import annotations
 
 import copy
@@ -32,134 +33,202 @@ PRECISIONS = {"fp32": None, "fp16": "fp16", "int8": "int8"}  # -> Model Garden's
 
 
 def tflite_name(precision: str) -> str:
-  return f"detector_{precision}.tflite"
+    return f"detector_{precision}.tflite"
 
 
 def report_names(precision: str) -> tuple[str, str]:
-  stem = f"detector_{precision}"
-  return stem + ".report.md", stem + ".report.json"
+    stem = f"detector_{precision}"
+    return stem + ".report.md", stem + ".report.json"
 
 
 def _checkpoint_path(checkpoint: str | None) -> str | None:
-  import tensorflow as tf
-  if not checkpoint:
-    return None
-  if os.path.isdir(checkpoint):
-    path = tf.train.latest_checkpoint(checkpoint)
-    if path is None:
-      raise cli.UserError(f"--checkpoint {checkpoint} holds no TF checkpoint (no 'checkpoint' "
-                          "index file); pass a training --model_dir or a ckpt-N prefix")
-    return path
-  if not os.path.exists(checkpoint + ".index"):
-    raise cli.UserError(f"--checkpoint {checkpoint} is neither a directory nor a checkpoint prefix "
-                        "(no .index file)")
-  return checkpoint
+    import tensorflow as tf
+
+    if not checkpoint:
+        return None
+    if os.path.isdir(checkpoint):
+        path = tf.train.latest_checkpoint(checkpoint)
+        if path is None:
+            raise cli.UserError(
+                f"--checkpoint {checkpoint} holds no TF checkpoint (no 'checkpoint' "
+                "index file); pass a training --model_dir or a ckpt-N prefix"
+            )
+        return path
+    if not os.path.exists(checkpoint + ".index"):
+        raise cli.UserError(
+            f"--checkpoint {checkpoint} is neither a directory nor a checkpoint prefix "
+            "(no .index file)"
+        )
+    return checkpoint
 
 
 def _saved_model(params, size, checkpoint, path, *, input_type, nms_version):
-  """Model Garden's export_inference_graph into `path` (atomically)."""
-  from mobilenetv4 import fileio
-  from official.vision.serving import export_saved_model_lib
-  params = copy.deepcopy(params)
-  params.override({"task": {"model": {"detection_generator": {"nms_version": nms_version}}}},
-                  is_strict=True)
-  with fileio.atomic_path(path) as tmp:
-    export_saved_model_lib.export_inference_graph(
-        input_type=input_type, batch_size=1, input_image_size=list(size), params=params,
-        checkpoint_path=checkpoint, export_dir=tmp, export_checkpoint_subdir=None,
-        export_saved_model_subdir=None)
-  return path
+    """Model Garden's export_inference_graph into `path` (atomically)."""
+    from mobilenetv4 import fileio
+    from official.vision.serving import export_saved_model_lib
+
+    params = copy.deepcopy(params)
+    params.override(
+        {"task": {"model": {"detection_generator": {"nms_version": nms_version}}}}, is_strict=True
+    )
+    with fileio.atomic_path(path) as tmp:
+        export_saved_model_lib.export_inference_graph(
+            input_type=input_type,
+            batch_size=1,
+            input_image_size=list(size),
+            params=params,
+            checkpoint_path=checkpoint,
+            export_dir=tmp,
+            export_checkpoint_subdir=None,
+            export_saved_model_subdir=None,
+        )
+    return path
 
 
-def export(params, output_dir: str, *, checkpoint: str | None = None, precisions=("fp32", "fp16",
-           "int8"), calibration_steps: int = 100, denylisted_ops=None, overwrite: bool = False,
-           log=print) -> dict:
-  """Writes the SavedModels, the .tflite files and their reports; returns {precision: report}."""
-  from experiments.detection import detector
-  from mobilenetv4 import fileio
-  from official.vision.serving import export_tflite_lib
-  from tflite import analysis
-  for p in precisions:
-    if p not in PRECISIONS:
-      raise cli.UserError(f"unknown precision {p!r}; choose from {', '.join(PRECISIONS)}")
-  fileio.check_writable_dir(output_dir)
-  outputs = [os.path.join(output_dir, n) for n in ("saved_model", "tflite_saved_model")]
-  for p in precisions:
-    outputs += [os.path.join(output_dir, n) for n in (tflite_name(p), *report_names(p))]
-  for out in outputs:
-    if os.path.lexists(out) and not overwrite:
-      raise cli.UserError(f"--output_dir {out} already exists; pass --overwrite to replace it or "
-                          "choose another --output_dir")
-  if "int8" in precisions:
-    from experiments.detection import data
-    data.files_of(params.task.train_data.input_path, "task.train_data")  # calibration images
-  ckpt = _checkpoint_path(checkpoint)
-  size = detector.input_size(params)
-  name = params.task.model.backbone.get().as_dict().get("model_name", params.task.model.backbone.type)
-  log(f"exporting {name} RetinaNet at {size[0]}x{size[1]} from "
-      f"{ckpt or 'random weights (no --checkpoint)'}")
+def export(
+    params,
+    output_dir: str,
+    *,
+    checkpoint: str | None = None,
+    precisions=("fp32", "fp16", "int8"),
+    calibration_steps: int = 100,
+    denylisted_ops=None,
+    overwrite: bool = False,
+    log=print,
+) -> dict:
+    """Writes the SavedModels, the .tflite files and their reports; returns {precision: report}."""
+    from experiments.detection import detector
+    from mobilenetv4 import fileio
+    from official.vision.serving import export_tflite_lib
+    from tflite import analysis
 
-  _saved_model(params, size, ckpt, outputs[0], input_type="image_tensor", nms_version="v2")
-  log(f"wrote {outputs[0]}")
-  _saved_model(params, size, ckpt, outputs[1], input_type="tflite", nms_version="tflite")
-  log(f"wrote {outputs[1]}")
+    for p in precisions:
+        if p not in PRECISIONS:
+            raise cli.UserError(f"unknown precision {p!r}; choose from {', '.join(PRECISIONS)}")
+    fileio.check_writable_dir(output_dir)
+    outputs = [os.path.join(output_dir, n) for n in ("saved_model", "tflite_saved_model")]
+    for p in precisions:
+        outputs += [os.path.join(output_dir, n) for n in (tflite_name(p), *report_names(p))]
+    for out in outputs:
+        if os.path.lexists(out) and not overwrite:
+            raise cli.UserError(
+                f"--output_dir {out} already exists; pass --overwrite to replace it or "
+                "choose another --output_dir"
+            )
+    if "int8" in precisions:
+        from experiments.detection import data
 
-  reports = {}
-  for precision in precisions:
-    path = os.path.join(output_dir, tflite_name(precision))
-    calib = copy.deepcopy(params)
-    calib.override({"task": {"train_data": {"dtype": "float32"}}}, is_strict=True)
-    try:
-      data_bytes = export_tflite_lib.convert_tflite_model(
-          saved_model_dir=outputs[1], quant_type=PRECISIONS[precision], params=calib,
-          calibration_steps=calibration_steps,
-          denylisted_ops=list(denylisted_ops) if precision == "int8" and denylisted_ops else None)
-    except Exception as e:  # noqa: BLE001 (the converter raises many kinds; one line each)
-      raise cli.UserError(f"TFLite conversion ({precision}) failed: "
-                          f"{' '.join(str(e).split())[:300]}") from None
-    fileio.write_bytes(path, data_bytes)
-    stats = analysis.graph_stats(path)
-    title = (f"{name} RetinaNet {precision.upper()} {size[0]}x{size[1]} -> "
-             f"{os.path.basename(path)}" + ("" if ckpt else " (random weights)"))
-    md = analysis.format_report(stats, None, title)
-    md_path, json_path = (os.path.join(output_dir, n) for n in report_names(precision))
-    report = {"model": name, "precision": precision, "input_size": list(size),
-              "checkpoint": ckpt, "quant_type": PRECISIONS[precision],
-              "calibration_steps": calibration_steps if precision == "int8" else None,
-              "denylisted_ops": list(denylisted_ops or []) if precision == "int8" else None,
-              "postprocess": "TFLite_Detection_PostProcess" in stats.op_histogram,
-              "output": path, "graph": stats.to_dict()}
-    fileio.write_text(md_path, md)
-    fileio.write_json(json_path, report)
-    log(md)
-    reports[precision] = report
-  return reports
+        data.files_of(params.task.train_data.input_path, "task.train_data")  # calibration images
+    ckpt = _checkpoint_path(checkpoint)
+    size = detector.input_size(params)
+    name = (
+        params.task.model.backbone.get()
+        .as_dict()
+        .get("model_name", params.task.model.backbone.type)
+    )
+    log(
+        f"exporting {name} RetinaNet at {size[0]}x{size[1]} from "
+        f"{ckpt or 'random weights (no --checkpoint)'}"
+    )
+
+    _saved_model(params, size, ckpt, outputs[0], input_type="image_tensor", nms_version="v2")
+    log(f"wrote {outputs[0]}")
+    _saved_model(params, size, ckpt, outputs[1], input_type="tflite", nms_version="tflite")
+    log(f"wrote {outputs[1]}")
+
+    reports = {}
+    for precision in precisions:
+        path = os.path.join(output_dir, tflite_name(precision))
+        calib = copy.deepcopy(params)
+        calib.override({"task": {"train_data": {"dtype": "float32"}}}, is_strict=True)
+        try:
+            data_bytes = export_tflite_lib.convert_tflite_model(
+                saved_model_dir=outputs[1],
+                quant_type=PRECISIONS[precision],
+                params=calib,
+                calibration_steps=calibration_steps,
+                denylisted_ops=list(denylisted_ops)
+                if precision == "int8" and denylisted_ops
+                else None,
+            )
+        except Exception as e:  # noqa: BLE001 (the converter raises many kinds; one line each)
+            raise cli.UserError(
+                f"TFLite conversion ({precision}) failed: {' '.join(str(e).split())[:300]}"
+            ) from None
+        fileio.write_bytes(path, data_bytes)
+        stats = analysis.graph_stats(path)
+        title = (
+            f"{name} RetinaNet {precision.upper()} {size[0]}x{size[1]} -> "
+            f"{os.path.basename(path)}" + ("" if ckpt else " (random weights)")
+        )
+        md = analysis.format_report(stats, None, title)
+        md_path, json_path = (os.path.join(output_dir, n) for n in report_names(precision))
+        report = {
+            "model": name,
+            "precision": precision,
+            "input_size": list(size),
+            "checkpoint": ckpt,
+            "quant_type": PRECISIONS[precision],
+            "calibration_steps": calibration_steps if precision == "int8" else None,
+            "denylisted_ops": list(denylisted_ops or []) if precision == "int8" else None,
+            "postprocess": "TFLite_Detection_PostProcess" in stats.op_histogram,
+            "output": path,
+            "graph": stats.to_dict(),
+        }
+        fileio.write_text(md_path, md)
+        fileio.write_json(json_path, report)
+        log(md)
+        reports[precision] = report
+    return reports
 
 
 def main(argv=None):
-  p = cli.ArgumentParser("python -m experiments.detection.export", __doc__)
-  p.add_argument("--experiment", required=True)
-  p.add_argument("--config_file", action="append", default=[], help="YAML overrides, repeatable")
-  p.add_argument("--params_override", default="")
-  p.add_argument("--checkpoint", default=None,
-                 help="a training --model_dir (newest checkpoint) or a ckpt-N prefix")
-  cli.add_output_flags(p, kind="dir", required=True, help="folder for the exported files")
-  p.add_argument("--precisions", type=cli.comma_list, default=["fp32", "fp16", "int8"],
-                 help="comma-separated: fp32,fp16,int8 (default all three)")
-  p.add_argument("--calibration_steps", type=cli.positive_int, default=100,
-                 help="INT8 calibration images from task.train_data (default 100)")
-  p.add_argument("--denylisted_ops", type=cli.comma_list, default=None,
-                 help="INT8: ops kept in float (Model Garden's option), e.g. BATCH_MATMUL,SOFTMAX "
-                      "to keep a hybrid's attention on XNNPACK as tflite.export does")
-  args = p.parse_args(argv)
-  from experiments.detection import detector
-  params = detector.load_config(args.experiment, args.config_file, args.params_override,
-                                lock=False)
-  export(params, args.output_dir, checkpoint=args.checkpoint, precisions=args.precisions,
-         calibration_steps=args.calibration_steps, denylisted_ops=args.denylisted_ops,
-         overwrite=args.overwrite)
-  return 0
+    p = cli.ArgumentParser("python -m experiments.detection.export", __doc__)
+    p.add_argument("--experiment", required=True)
+    p.add_argument("--config_file", action="append", default=[], help="YAML overrides, repeatable")
+    p.add_argument("--params_override", default="")
+    p.add_argument(
+        "--checkpoint",
+        default=None,
+        help="a training --model_dir (newest checkpoint) or a ckpt-N prefix",
+    )
+    cli.add_output_flags(p, kind="dir", required=True, help="folder for the exported files")
+    p.add_argument(
+        "--precisions",
+        type=cli.comma_list,
+        default=["fp32", "fp16", "int8"],
+        help="comma-separated: fp32,fp16,int8 (default all three)",
+    )
+    p.add_argument(
+        "--calibration_steps",
+        type=cli.positive_int,
+        default=100,
+        help="INT8 calibration images from task.train_data (default 100)",
+    )
+    p.add_argument(
+        "--denylisted_ops",
+        type=cli.comma_list,
+        default=None,
+        help="INT8: ops kept in float (Model Garden's option), e.g. BATCH_MATMUL,SOFTMAX "
+        "to keep a hybrid's attention on XNNPACK as tflite.export does",
+    )
+    args = p.parse_args(argv)
+    from experiments.detection import detector
+
+    params = detector.load_config(
+        args.experiment, args.config_file, args.params_override, lock=False
+    )
+    export(
+        params,
+        args.output_dir,
+        checkpoint=args.checkpoint,
+        precisions=args.precisions,
+        calibration_steps=args.calibration_steps,
+        denylisted_ops=args.denylisted_ops,
+        overwrite=args.overwrite,
+    )
+    return 0
 
 
 if __name__ == "__main__":
-  cli.run(main)
+    cli.run(main)

@@ -17,14 +17,14 @@ checkpoint in --model_dir (written every trainer.checkpoint_interval steps) and 
 Evaluation results: Model Garden's COCO metrics (AP, AP50, ..., ARmax100) in the log and in
 MODEL_DIR's summaries.
 """
+
 from __future__ import annotations
 
 import os
-import sys
 
-from absl import app, flags
+from absl import flags
 
-from mobilenetv4.cli import UserError, exit_code, fail
+from mobilenetv4.cli import UserError, run_absl
 from official.common import flags as tfm_flags
 from official.vision import train as mg_train  # defines --enable_async_checkpointing
 
@@ -34,57 +34,50 @@ FLAGS = flags.FLAGS
 
 
 def preflight(experiment, config_files, params_override, mode, model_dir):
-  """Everything that can be checked before Model Garden runs; returns the parsed params."""
-  from experiments.detection import data, detector
-  from mobilenetv4 import fileio
-  if not experiment:
-    raise UserError("--experiment is required (e.g. retinanet_mobilenetv4_digits)")
-  if not model_dir:
-    raise UserError("--model_dir is required")
-  if not mode:
-    raise UserError("--mode is required (train, eval, train_and_eval, ...)")
-  params = detector.load_config(experiment, config_files, params_override)
-  if os.path.exists(model_dir) and not os.path.isdir(model_dir):
-    raise UserError(f"--model_dir {model_dir} is a file; give a directory")
-  training = "train" in mode
-  evaluating = "eval" in mode or "validate" in mode
-  data.check(params, train=training, evaluate=evaluating)
-  if not training and not os.path.isdir(model_dir):
-    raise UserError(f"--mode {mode}: --model_dir {model_dir} does not exist (nothing to evaluate)")
-  fileio.check_writable_dir(model_dir, flag="--model_dir")
-  return params
+    """Everything that can be checked before Model Garden runs; returns the parsed params."""
+    from experiments.detection import data, detector
+    from mobilenetv4 import fileio
+
+    if not experiment:
+        raise UserError("--experiment is required (e.g. retinanet_mobilenetv4_digits)")
+    if not model_dir:
+        raise UserError("--model_dir is required")
+    if not mode:
+        raise UserError("--mode is required (train, eval, train_and_eval, ...)")
+    params = detector.load_config(experiment, config_files, params_override)
+    if os.path.exists(model_dir) and not os.path.isdir(model_dir):
+        raise UserError(f"--model_dir {model_dir} is a file; give a directory")
+    training = "train" in mode
+    evaluating = "eval" in mode or "validate" in mode
+    data.check(params, train=training, evaluate=evaluating)
+    if not training and not os.path.isdir(model_dir):
+        raise UserError(
+            f"--mode {mode}: --model_dir {model_dir} does not exist (nothing to evaluate)"
+        )
+    fileio.check_writable_dir(model_dir, flag="--model_dir")
+    return params
 
 
 def main(argv):
-  if len(argv) > 1:
-    fail(f"unexpected arguments {argv[1:]}; flags are written --name=value")
-  from mobilenetv4 import fileio
-  try:
-    preflight(FLAGS.experiment, FLAGS.config_file or [], FLAGS.params_override, FLAGS.mode,
-              FLAGS.model_dir)
+    from mobilenetv4 import fileio
+
+    preflight(
+        FLAGS.experiment,
+        FLAGS.config_file or [],
+        FLAGS.params_override,
+        FLAGS.mode,
+        FLAGS.model_dir,
+    )
     with fileio.RunLock(FLAGS.model_dir):
-      mg_train.main(argv)
-  except UserError as e:
-    fail(str(e))
-  return 0
-
-
-def _flags_parser(argv):
-  try:
-    return FLAGS(argv)
-  except flags.Error as e:
-    fail(f"{e} (see {os.path.basename(argv[0])} --help)")
+        mg_train.main(argv)
+    return 0
 
 
 def run(argv=None):
-  if "experiment" not in FLAGS:
-    tfm_flags.define_flags()
-
-  def wrapped(args):
-    sys.exit(exit_code(main(args)))
-
-  app.run(wrapped, argv=argv, flags_parser=_flags_parser)
+    if "experiment" not in FLAGS:
+        tfm_flags.define_flags()
+    run_absl(main, argv)
 
 
 if __name__ == "__main__":
-  run()
+    run()

@@ -41,9 +41,7 @@ def test_readme_shows_the_path_without_model_flags():
     export = commands[1]
     for flag in ("--model", "--classes", "--input_size", "--preprocessing"):
         assert flag not in export  # the build record carries them
-    assert (
-        "--checkpoint" in export and "--calibration" in export and quick.startswith("--gin_")
-    )
+    assert "--checkpoint" in export and "--calibration" in export and quick.startswith("--gin_")
 
 
 @pytest.mark.slow  # 8-epoch training, one INT8 conversion, one benchmark: ~6 min on 2 loaded cores
