@@ -76,6 +76,7 @@ def main(argv):
 def run(argv=None):
     if "experiment" not in FLAGS:
         tfm_flags.define_flags()
+    flags.adopt_module_key_flags(tfm_flags)  # --help lists Model Garden's flags as this job's
     run_absl(main, argv)
 
 
