@@ -15,6 +15,7 @@ experiments.loop; `train` is those pieces in order: check the arguments, lock MO
 make the strategy, the data and the state, restore, run the loop, evaluate, write the artifacts.
 """
 
+import inspect
 import json
 import math
 import os
@@ -555,29 +556,10 @@ def train(
     chief then holds fileio.RunLock(model_dir) for the whole run, so a second
     job in the same model_dir is refused (UserError).
     """
+    given = locals()  # first statement: exactly train's arguments
     started = time.time()
     check_train_args(
-        batch_size,
-        epochs,
-        peak_learning_rate,
-        warmup_epochs,
-        cosine_decay_epochs,
-        cosine_decay_alpha,
-        weight_decay,
-        beta_1,
-        beta_2,
-        epsilon,
-        ema_decay,
-        gradient_clip_norm,
-        steps_per_loop,
-        checkpoint_every_steps,
-        keep_checkpoints,
-        eval_every_epochs,
-        log_every_steps,
-        max_steps,
-        seed,
-        mixed_precision,
-        strategy,
+        **{name: given[name] for name in inspect.signature(check_train_args).parameters}
     )
     if model_fn is mobilenetv4_model:
         mobilenetv4_model(num_classes=1, image_size=MIN_IMAGE_SIZE, check_only=True)
