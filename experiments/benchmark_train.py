@@ -21,6 +21,7 @@ import time
 from absl import flags
 
 from experiments import common_flags
+from mobilenetv4.cli import UserError
 
 flags.DEFINE_integer("batch_size", 32, "Global batch.", lower_bound=1)
 flags.DEFINE_integer("image_size", 224, "Input resolution.", lower_bound=32)
@@ -42,9 +43,9 @@ def _synthetic(batch, size, classes=1000, seed=0):
 def ours(batch, size):
     """Returns run(n) doing n steps of our trainer's step."""
     import tensorflow as tf
+
     import mobilenetv4
-    from experiments import optim
-    from experiments import trainer
+    from experiments import optim, trainer
 
     strategy = tf.distribute.get_strategy()
     model = mobilenetv4.create_model("conv_small", input_shape=(size, size, 3), classes=1000)
@@ -60,11 +61,12 @@ def ours(batch, size):
 
 def model_garden(batch, size):
     """Returns run(n) doing n steps of Model Garden's classification train_step."""
+    import official.vision  # noqa: F401  (registers experiment configs)
     import tensorflow as tf
     from official.core import exp_factory
     from official.vision.tasks import image_classification
+
     from experiments import optim
-    import official.vision  # noqa: F401  (registers experiment configs)
 
     cfg = exp_factory.get_exp_config("mobilenet_imagenet")
     cfg.task.model.backbone.mobilenet.model_id = "MobileNetV4ConvSmall"
@@ -90,6 +92,13 @@ def model_garden(batch, size):
 
 def main(argv):
     del argv
+    if common_flags.GIN_FILES.value or common_flags.GIN_PARAMS.value:
+        # The contenders are fixed (conv_small, the trainer's step vs Model Garden's): nothing here
+        # is gin-configurable, and a silently ignored --gin_file would mislead.
+        raise UserError(
+            "experiments.benchmark_train takes no --gin_file / --gin_param (it times a fixed "
+            "conv_small step); use --batch_size, --image_size, --rounds, --steps, --warmup"
+        )
     common_flags.split_cpu_if_asked()
     batch, size = FLAGS.batch_size, FLAGS.image_size
     contenders = {

@@ -179,44 +179,43 @@ class TrainingState:
     rng_states: list
 
 
-def build_state(
-    model_fn,
-    data,
-    strategy,
-    *,
-    steps_per_epoch,
-    epochs,
-    peak_learning_rate,
-    warmup_epochs=0,
-    cosine_decay_epochs=None,
-    cosine_decay_alpha=0.0,
-    weight_decay=0.0,
-    beta_1=0.9,
-    beta_2=0.999,
-    epsilon=1e-7,
-    ema_decay=None,
-    gradient_clip_norm=None,
-    policy=None,
-):
+def build_state(model_fn, data, strategy, recipe, *, steps_per_epoch, policy=None):
     """Model, schedule, AdamW (loss-scaled under float16), EMA and train
-    metrics, built under `strategy.scope()`."""
+    metrics, built under `strategy.scope()`.
+
+    Args:
+      model_fn: `model_fn(num_classes=, image_size=)` -> tf_keras model.
+      data: the run's `experiments.data.TrainingData`.
+      strategy: the tf.distribute strategy.
+      recipe: paper Table 10's recipe as attributes (`experiments.trainer.TrainArgs`): epochs,
+        peak_learning_rate, warmup_epochs, cosine_decay_epochs, cosine_decay_alpha, weight_decay,
+        beta_1, beta_2, epsilon, ema_decay, gradient_clip_norm.
+      steps_per_epoch: optimizer steps per epoch (the schedule is in epochs).
+      policy: the mixed-precision policy name, or None.
+    """
     with strategy.scope():
         model = model_fn(num_classes=data.num_classes, image_size=data.image_size)
         schedule = optim.WarmupCosineDecay(
-            peak_learning_rate,
+            recipe.peak_learning_rate,
             decay_steps=max(
-                1, round((cosine_decay_epochs or epochs) * steps_per_epoch)
+                1, round((recipe.cosine_decay_epochs or recipe.epochs) * steps_per_epoch)
             ),  # from step 0
-            warmup_steps=round(warmup_epochs * steps_per_epoch),
-            alpha=cosine_decay_alpha,
+            warmup_steps=round(recipe.warmup_epochs * steps_per_epoch),
+            alpha=recipe.cosine_decay_alpha,
         )
         optimizer = optim.adamw(
-            model, schedule, weight_decay, beta_1, beta_2, epsilon, clipnorm=gradient_clip_norm
+            model,
+            schedule,
+            recipe.weight_decay,
+            recipe.beta_1,
+            recipe.beta_2,
+            recipe.epsilon,
+            clipnorm=recipe.gradient_clip_norm,
         )
         if policy == "mixed_float16":
             optimizer = keras.mixed_precision.LossScaleOptimizer(optimizer)
         optimizer.build(model.trainable_variables)
-        ema = optim.EMA(model, ema_decay) if ema_decay else None
+        ema = optim.EMA(model, recipe.ema_decay) if recipe.ema_decay else None
         rng_states = _random_generator_states(model)
         metrics = {"loss": keras.metrics.Mean(), "accuracy": keras.metrics.Accuracy()}
     return TrainingState(model, optimizer, schedule, ema, metrics, rng_states)
@@ -345,6 +344,7 @@ class ProgressLog:
         self.eval_writer.flush()
 
 
+@dataclasses.dataclass
 class TrainingLoop:
     """Runs `train_steps` from the state's step to `last_step`, one input
     pipeline per epoch, with a log step every `log_every_steps`, a checkpoint
@@ -355,39 +355,25 @@ class TrainingLoop:
     make_train_step returns); `evaluate()` returns eval metrics.
     """
 
-    def __init__(
-        self,
-        *,
-        data,
-        strategy,
-        train_steps,
-        checkpoints,
-        progress,
-        evaluate_fn,
-        global_batch,
-        steps_per_epoch,
-        last_step,
-        seed=0,
-        steps_per_loop=1,
-        log_every_steps=100,
-        checkpoint_every_steps=1000,
-        eval_every_epochs=None,
-    ):
-        self.data = data
-        self.strategy = strategy
-        self.train_steps = train_steps
-        self.checkpoints = checkpoints
-        self.progress = progress
-        self.evaluate_fn = evaluate_fn
-        self.per_replica = global_batch // strategy.num_replicas_in_sync
-        self.steps_per_epoch = steps_per_epoch
-        self.last_step = last_step
-        self.seed = seed
-        self.steps_per_loop = steps_per_loop
-        self.log_every_steps = log_every_steps
-        self.checkpoint_every_steps = checkpoint_every_steps
-        self.eval_every_epochs = eval_every_epochs
-        self.results = {}
+    data: Any
+    strategy: Any
+    train_steps: Any
+    checkpoints: Any
+    progress: Any
+    evaluate_fn: Any
+    global_batch: int
+    steps_per_epoch: int
+    last_step: int
+    seed: int = 0
+    steps_per_loop: int = 1
+    log_every_steps: int = 100
+    checkpoint_every_steps: int = 1000
+    eval_every_epochs: Optional[int] = None
+    results: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def per_replica(self):
+        return self.global_batch // self.strategy.num_replicas_in_sync
 
     def _epoch_iterator(self, epoch, in_epoch):
         dataset = self.strategy.distribute_datasets_from_function(

@@ -15,11 +15,12 @@ experiments.loop; `train` is those pieces in order: check the arguments, lock MO
 make the strategy, the data and the state, restore, run the loop, evaluate, write the artifacts.
 """
 
-import inspect
+import dataclasses
 import json
 import math
 import os
 import time
+from typing import Any, Optional
 
 from absl import logging
 import gin
@@ -94,64 +95,77 @@ def _check_choice(name, value, choices):
         raise UserError(f"{name} must be one of {', '.join(map(str, choices))}; got {value!r}")
 
 
-def check_train_args(
-    batch_size,
-    epochs,
-    peak_learning_rate,
-    warmup_epochs,
-    cosine_decay_epochs,
-    cosine_decay_alpha,
-    weight_decay,
-    beta_1,
-    beta_2,
-    epsilon,
-    ema_decay,
-    gradient_clip_norm,
-    steps_per_loop,
-    checkpoint_every_steps,
-    keep_checkpoints,
-    eval_every_epochs,
-    log_every_steps,
-    max_steps,
-    seed,
-    mixed_precision,
-    strategy,
-):
-    """The gin-bound `train.*` arguments, checked before anything is built."""
-    _check("train.batch_size", batch_size, low=1, integer=True)
-    _check("train.epochs", epochs, low=0, low_open=True)
-    _check("train.peak_learning_rate", peak_learning_rate, low=0, low_open=True)
-    _check("train.warmup_epochs", warmup_epochs, low=0)
-    _check("train.cosine_decay_epochs", cosine_decay_epochs, low=0, low_open=True, optional=True)
-    _check("train.cosine_decay_alpha", cosine_decay_alpha, low=0, high=1)
-    _check("train.weight_decay", weight_decay, low=0)
-    _check("train.beta_1", beta_1, low=0, high=1, high_open=True)
-    _check("train.beta_2", beta_2, low=0, high=1, high_open=True)
-    _check("train.epsilon", epsilon, low=0, low_open=True)
-    _check(
-        "train.ema_decay", ema_decay, low=0, high=1, low_open=True, high_open=True, optional=True
-    )
-    _check("train.gradient_clip_norm", gradient_clip_norm, low=0, low_open=True, optional=True)
-    _check("train.steps_per_loop", steps_per_loop, low=1, integer=True)
-    _check("train.checkpoint_every_steps", checkpoint_every_steps, low=1, integer=True)
-    _check("train.keep_checkpoints", keep_checkpoints, low=1, integer=True)
-    _check("train.eval_every_epochs", eval_every_epochs, low=1, integer=True, optional=True)
-    _check("train.log_every_steps", log_every_steps, low=1, integer=True)
-    _check("train.max_steps", max_steps, low=1, integer=True, optional=True)
-    _check("train.seed", seed, low=0, integer=True)
-    if mixed_precision not in ("auto", None, "float32", "bfloat16", "float16"):
-        raise UserError(
-            f"train.mixed_precision must be one of auto, float32, "
-            f"bfloat16, float16; got {mixed_precision!r}"
-        )
-    if isinstance(strategy, str):
-        _check_choice("train.strategy", strategy, STRATEGIES)
-    if warmup_epochs >= (cosine_decay_epochs or epochs):
-        raise UserError(
-            f"train.warmup_epochs ({warmup_epochs}) must be shorter "
-            f"than the cosine decay ({cosine_decay_epochs or epochs} "
-            "epochs)"
-        )
+# The bounds of the numeric `train.*` arguments: _check's keywords, by argument name.
+_BOUNDS = {
+    "batch_size": dict(low=1, integer=True),
+    "epochs": dict(low=0, low_open=True),
+    "peak_learning_rate": dict(low=0, low_open=True),
+    "warmup_epochs": dict(low=0),
+    "cosine_decay_epochs": dict(low=0, low_open=True, optional=True),
+    "cosine_decay_alpha": dict(low=0, high=1),
+    "weight_decay": dict(low=0),
+    "beta_1": dict(low=0, high=1, high_open=True),
+    "beta_2": dict(low=0, high=1, high_open=True),
+    "epsilon": dict(low=0, low_open=True),
+    "ema_decay": dict(low=0, high=1, low_open=True, high_open=True, optional=True),
+    "gradient_clip_norm": dict(low=0, low_open=True, optional=True),
+    "steps_per_loop": dict(low=1, integer=True),
+    "checkpoint_every_steps": dict(low=1, integer=True),
+    "keep_checkpoints": dict(low=1, integer=True),
+    "eval_every_epochs": dict(low=1, integer=True, optional=True),
+    "log_every_steps": dict(low=1, integer=True),
+    "max_steps": dict(low=1, integer=True, optional=True),
+    "seed": dict(low=0, integer=True),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainArgs:
+    """The gin-bound `train.*` arguments other than what is trained: paper Table 10's recipe
+    (epochs, warm-up and cosine decay in epochs, AdamW, EMA) and the run's settings. `train` makes
+    one from its own arguments; `build_state` reads the recipe fields from it."""
+
+    batch_size: int
+    epochs: float
+    peak_learning_rate: float
+    warmup_epochs: float
+    cosine_decay_epochs: Optional[float]
+    cosine_decay_alpha: float
+    weight_decay: float
+    beta_1: float
+    beta_2: float
+    epsilon: float
+    ema_decay: Optional[float]
+    gradient_clip_norm: Optional[float]
+    strategy: Any
+    tpu: Optional[str]
+    mixed_precision: Optional[str]
+    steps_per_loop: int
+    checkpoint_every_steps: int
+    keep_checkpoints: int
+    eval_every_epochs: Optional[int]
+    log_every_steps: int
+    max_steps: Optional[int]
+    seed: int
+
+    def check(self):
+        """UserError (one line naming the gin binding) for any value out of range; run before
+        anything is built."""
+        for name, bounds in _BOUNDS.items():
+            _check(f"train.{name}", getattr(self, name), **bounds)
+        if self.mixed_precision not in ("auto", None, "float32", "bfloat16", "float16"):
+            raise UserError(
+                f"train.mixed_precision must be one of auto, float32, "
+                f"bfloat16, float16; got {self.mixed_precision!r}"
+            )
+        if isinstance(self.strategy, str):
+            _check_choice("train.strategy", self.strategy, STRATEGIES)
+        decay = self.cosine_decay_epochs or self.epochs
+        if self.warmup_epochs >= decay:
+            raise UserError(
+                f"train.warmup_epochs ({self.warmup_epochs}) must be shorter "
+                f"than the cosine decay ({decay} epochs)"
+            )
 
 
 # ---------------------------------------------------------------- gin edges
@@ -558,119 +572,47 @@ def train(
     """
     given = locals()  # first statement: exactly train's arguments
     started = time.time()
-    check_train_args(
-        **{name: given[name] for name in inspect.signature(check_train_args).parameters}
-    )
+    args = TrainArgs(**{f.name: given[f.name] for f in dataclasses.fields(TrainArgs)})
+    args.check()
     if model_fn is mobilenetv4_model:
         mobilenetv4_model(num_classes=1, image_size=MIN_IMAGE_SIZE, check_only=True)
     model_dir = os.fspath(model_dir)
     chief = is_chief_from_tf_config(strategy) if isinstance(strategy, str) else _is_chief(strategy)
     with run_lock(model_dir, chief):
-        return _train_locked(
-            model_dir,
-            data,
-            model_fn,
-            loss_fn,
-            started=started,
-            batch_size=batch_size,
-            epochs=epochs,
-            peak_learning_rate=peak_learning_rate,
-            warmup_epochs=warmup_epochs,
-            cosine_decay_epochs=cosine_decay_epochs,
-            cosine_decay_alpha=cosine_decay_alpha,
-            weight_decay=weight_decay,
-            beta_1=beta_1,
-            beta_2=beta_2,
-            epsilon=epsilon,
-            ema_decay=ema_decay,
-            gradient_clip_norm=gradient_clip_norm,
-            strategy=strategy,
-            tpu=tpu,
-            mixed_precision=mixed_precision,
-            steps_per_loop=steps_per_loop,
-            checkpoint_every_steps=checkpoint_every_steps,
-            keep_checkpoints=keep_checkpoints,
-            eval_every_epochs=eval_every_epochs,
-            log_every_steps=log_every_steps,
-            max_steps=max_steps,
-            seed=seed,
-        )
+        return _train_locked(model_dir, data, model_fn, loss_fn, args, started)
 
 
-def _train_locked(
-    model_dir,
-    data,
-    model_fn,
-    loss_fn,
-    *,
-    started,
-    batch_size,
-    epochs,
-    peak_learning_rate,
-    warmup_epochs,
-    cosine_decay_epochs,
-    cosine_decay_alpha,
-    weight_decay,
-    beta_1,
-    beta_2,
-    epsilon,
-    ema_decay,
-    gradient_clip_norm,
-    strategy,
-    tpu,
-    mixed_precision,
-    steps_per_loop,
-    checkpoint_every_steps,
-    keep_checkpoints,
-    eval_every_epochs,
-    log_every_steps,
-    max_steps,
-    seed,
-):
-    strategy = make_strategy(strategy, tpu) if isinstance(strategy, str) else strategy
+def _train_locked(model_dir, data, model_fn, loss_fn, args, started):
+    strategy = args.strategy
+    strategy = make_strategy(strategy, args.tpu) if isinstance(strategy, str) else strategy
     chief = _is_chief(strategy)
-    policy = _mixed_precision_policy(mixed_precision, strategy)
+    policy = _mixed_precision_policy(args.mixed_precision, strategy)
     keras.mixed_precision.set_global_policy(policy or "float32")
     # Dropout RNG state lives in variables, so checkpoints carry it.
     keras.backend.experimental.enable_tf_random_generator()
-    keras.utils.set_random_seed(seed)
+    keras.utils.set_random_seed(args.seed)
 
     data = data() if callable(data) else data
     loss_fn = loss_fn or categorical_crossentropy()
     replicas = strategy.num_replicas_in_sync
-    if batch_size % replicas:
+    if args.batch_size % replicas:
         raise UserError(
-            f"train.batch_size {batch_size} is not divisible by the "
+            f"train.batch_size {args.batch_size} is not divisible by the "
             f"{replicas} replicas of the '{type(strategy).__name__}'"
         )
-    steps_per_epoch = data.steps_per_epoch(batch_size)
-    total_steps = int(epochs * steps_per_epoch)
+    steps_per_epoch = data.steps_per_epoch(args.batch_size)
+    total_steps = int(args.epochs * steps_per_epoch)
     if total_steps < 1:
         raise UserError(
-            f"train.epochs {epochs} x {steps_per_epoch} steps per "
+            f"train.epochs {args.epochs} x {steps_per_epoch} steps per "
             "epoch is less than one step; raise epochs"
         )
-    last_step = min(total_steps, max_steps) if max_steps else total_steps
+    last_step = min(total_steps, args.max_steps) if args.max_steps else total_steps
 
     state = build_state(
-        model_fn,
-        data,
-        strategy,
-        steps_per_epoch=steps_per_epoch,
-        epochs=epochs,
-        peak_learning_rate=peak_learning_rate,
-        warmup_epochs=warmup_epochs,
-        cosine_decay_epochs=cosine_decay_epochs,
-        cosine_decay_alpha=cosine_decay_alpha,
-        weight_decay=weight_decay,
-        beta_1=beta_1,
-        beta_2=beta_2,
-        epsilon=epsilon,
-        ema_decay=ema_decay,
-        gradient_clip_norm=gradient_clip_norm,
-        policy=policy,
+        model_fn, data, strategy, args, steps_per_epoch=steps_per_epoch, policy=policy
     )
-    checkpoints = Checkpoints(state, model_dir, strategy, chief, keep=keep_checkpoints)
+    checkpoints = Checkpoints(state, model_dir, strategy, chief, keep=args.keep_checkpoints)
     artifacts = RunArtifacts(
         model_dir, chief, run_build_record(state.model, data, state.ema is not None)
     )
@@ -687,9 +629,9 @@ def _train_locked(
             data.num_classes,
             data.image_size,
             last_step,
-            epochs,
+            args.epochs,
             steps_per_epoch,
-            batch_size,
+            args.batch_size,
             replicas,
             checkpoints.write_directory,
         )
@@ -697,12 +639,12 @@ def _train_locked(
             logging.info("resumed from %s at step %d", restored, step)
 
         def evaluate_now():
-            return evaluate(state.model, data, loss_fn, strategy, batch_size, state.ema)
+            return evaluate(state.model, data, loss_fn, strategy, args.batch_size, state.ema)
 
         progress = ProgressLog(
             model_dir,
             chief,
-            batch_size=batch_size,
+            batch_size=args.batch_size,
             steps_per_epoch=steps_per_epoch,
             last_step=last_step,
             schedule=state.schedule,
@@ -717,21 +659,21 @@ def _train_locked(
                 state.optimizer,
                 loss_fn,
                 strategy,
-                batch_size,
+                args.batch_size,
                 state.ema,
                 state.metrics,
             ),
             checkpoints=checkpoints,
             progress=progress,
             evaluate_fn=evaluate_now,
-            global_batch=batch_size,
+            global_batch=args.batch_size,
             steps_per_epoch=steps_per_epoch,
             last_step=last_step,
-            seed=seed,
-            steps_per_loop=steps_per_loop,
-            log_every_steps=log_every_steps,
-            checkpoint_every_steps=checkpoint_every_steps,
-            eval_every_epochs=eval_every_epochs,
+            seed=args.seed,
+            steps_per_loop=args.steps_per_loop,
+            log_every_steps=args.log_every_steps,
+            checkpoint_every_steps=args.checkpoint_every_steps,
+            eval_every_epochs=args.eval_every_epochs,
         )
         step = loop.run(step)
         results = dict(loop.results)
@@ -747,7 +689,7 @@ def _train_locked(
             wall_time_s=time.time() - started,
             checkpoint=checkpoints.latest,
             replicas=replicas,
-            global_batch=batch_size,
+            global_batch=args.batch_size,
             chief=chief,
             weights_sha256=fingerprint,
         )

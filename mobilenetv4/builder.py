@@ -150,41 +150,32 @@ def _check_memory(arch, input_shape):
 
 def _block_layer(block, name, *, width, act, drop, arch, attention_type, common):
     """The layer of one block row of the architecture table."""
-    if isinstance(block, specs.Conv2D):
-        return L.ConvBN(
+    if isinstance(block, (specs.Conv2D, specs.FusedIB, specs.UIB)):
+        conv = dict(
             filters=width(block.filters),
-            kernel_size=block.kernel,
             strides=block.stride,
             activation=act,
             name=name,
             anti_alias=arch.anti_alias,
             **common,
         )
+    if isinstance(block, specs.Conv2D):
+        return L.ConvBN(kernel_size=block.kernel, **conv)
     if isinstance(block, specs.FusedIB):
         return L.FusedIB(
-            filters=width(block.filters),
             expand_ratio=block.expand,
             kernel_size=block.kernel,
-            strides=block.stride,
-            activation=act,
             stochastic_depth_rate=drop,
-            name=name,
-            anti_alias=arch.anti_alias,
-            **common,
+            **conv,
         )
     if isinstance(block, specs.UIB):
         return L.UniversalInvertedBottleneck(
-            filters=width(block.filters),
             expand_ratio=block.expand,
             start_dw_kernel_size=block.start_dw,
             middle_dw_kernel_size=block.middle_dw,
-            strides=block.stride,
-            activation=act,
             layer_scale_init_value=arch.layer_scale,
             stochastic_depth_rate=drop,
-            name=name,
-            anti_alias=arch.anti_alias,
-            **common,
+            **conv,
         )
     if isinstance(block, specs.MobileMQA):
         # Anti-aliasing never applies to the attention K/V downsampling (timm).

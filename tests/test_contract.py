@@ -336,3 +336,12 @@ def test_doc_command_extraction_sees_code_blocks_inline_code_and_continuations()
         "usage: x\n\noptions:\n  -h, --help  show\n  --out-dir DIR  where\n  --models MODELS\n"
     ) == ["-h", "--help", "--out-dir", "--models"]
     assert bad_spellings(["-h", "--help", "--out-dir", "--models", "-m"]) == ["--out-dir", "-m"]
+
+
+def test_gin_flags_a_job_would_ignore_are_refused():
+    # experiments.benchmark_train shares the gin jobs' flags but times a fixed step: a --gin_file
+    # it silently ignored would make the user believe the figures are of their config.
+    argv = ("-m", "experiments.benchmark_train", "--gin_file=gin_configs/quickstart.gin")
+    code, _, err = _run_all([argv])[argv]
+    lines = _stderr_lines(err)
+    assert code == 2 and len(lines) == 1 and "takes no --gin_file" in lines[0], (code, lines)

@@ -196,10 +196,7 @@ class MobileNetV4Backbone(tf_keras.Model):
         check_model_name(model_name)
         input_specs = input_specs or tf_keras.layers.InputSpec(shape=[None, None, None, 3])
         shape = tuple(input_specs.shape[1:])
-        features = mobilenetv4.create_model(
-            model_name,
-            features_only=True,
-            input_shape=shape,
+        options = dict(
             width_multiplier=width_multiplier,
             stochastic_depth_rate=stochastic_depth_rate,
             attention_type=attention_type,
@@ -208,32 +205,15 @@ class MobileNetV4Backbone(tf_keras.Model):
             bn_momentum=bn_momentum,
             kernel_regularizer=kernel_regularizer,
         )
+        features = mobilenetv4.create_model(
+            model_name, features_only=True, input_shape=shape, **options
+        )
         if weights:
-            load_backbone_weights(
-                features,
-                weights,
-                model_name,
-                dict(
-                    width_multiplier=width_multiplier,
-                    padding=padding,
-                    bn_epsilon=bn_epsilon,
-                    attention_type=attention_type,
-                ),
-            )
+            load_backbone_weights(features, weights, model_name, options)
         inputs = tf_keras.Input(shape=shape, name="image")
         endpoints = features(inputs)
         outputs = {level: endpoints[name] for level, name in LEVELS.items()}
-        self._config_dict = dict(
-            model_name=model_name,
-            width_multiplier=width_multiplier,
-            stochastic_depth_rate=stochastic_depth_rate,
-            attention_type=attention_type,
-            padding=padding,
-            bn_epsilon=bn_epsilon,
-            bn_momentum=bn_momentum,
-            kernel_regularizer=kernel_regularizer,
-            weights=weights,
-        )
+        self._config_dict = dict(model_name=model_name, **options, weights=weights)
         self._input_specs = input_specs
         self._output_specs = {level: t.get_shape() for level, t in outputs.items()}
         super().__init__(

@@ -18,6 +18,7 @@ is one `error: ...` line and exit code 2 (docs/CONTRACT.md).
 
 import contextlib
 import dataclasses
+import inspect
 import math
 import os
 import re
@@ -277,27 +278,6 @@ def _check_arguments(
         raise UserError(f"seed must be an integer of at least 0, got {seed!r}")
 
 
-def _meta(spec, index, num_shards, image_size, jpeg_quality, fmt, seed):
-    return {
-        "dataset": spec.name,
-        "shard": index,
-        "num_shards": num_shards,
-        "augmentation": spec.augmentation,
-        "replicas": spec.replicas,
-        "randaugment": [
-            spec.randaugment_layers,
-            spec.randaugment_magnitude,
-            list(spec.randaugment_exclude_ops),
-        ],
-        "mixup_alpha": spec.mixup_alpha,
-        "crop_area_range": list(spec.crop_area_range),
-        "image_size": list(image_size),
-        "jpeg_quality": jpeg_quality,
-        "label_format": fmt.to_json(),
-        "seed": seed,
-    }
-
-
 def _check_finished(path, meta):
     """UserError when a finished shard at `path` was generated with other settings than `meta`
     (resuming would mix two recipes in one dataset)."""
@@ -362,19 +342,8 @@ def generate(
     top_k=0 stores all `classes` probabilities, else the top k and the remainder mass. Finished
     shards are skipped, so rerunning after a kill resumes.
     """
-    _check_arguments(
-        datasets,
-        output_dir,
-        image_size,
-        num_shards,
-        jpeg_quality,
-        batch_size,
-        teacher_output,
-        temperature,
-        seed,
-        worker_index,
-        num_workers,
-    )
+    given = locals()  # first statement: exactly generate's arguments
+    _check_arguments(**{k: given[k] for k in inspect.signature(_check_arguments).parameters})
     output_dir = os.fspath(output_dir)
     names = [d.name for d in datasets]
     fmt = shards.LabelFormat(classes=classes, top_k=top_k, prob_dtype=prob_dtype)
@@ -408,79 +377,120 @@ def generate(
             output_dir,
             strategy.num_replicas_in_sync,
         )
-        return _generate_shards(
-            datasets,
-            mine,
-            output_dir,
-            classes,
-            image_size,
-            num_shards,
-            jpeg_quality,
-            fmt,
-            batch_size,
-            preprocess,
-            strategy,
-            seed,
-            runner,
+        job = ShardJob(
+            output_dir=output_dir,
+            mine=mine,
+            classes=classes,
+            image_size=image_size,
+            num_shards=num_shards,
+            jpeg_quality=jpeg_quality,
+            fmt=fmt,
+            batch_size=batch_size,
+            preprocess=preprocess,
+            strategy=strategy,
+            seed=seed,
+            runner=runner,
         )
+        return _generate_shards(datasets, job)
 
 
-def _generate_shards(
-    datasets,
-    mine,
-    output_dir,
-    classes,
-    image_size,
-    num_shards,
-    jpeg_quality,
-    fmt,
-    batch_size,
-    preprocess,
-    strategy,
-    seed,
-    runner,
-):
+@dataclasses.dataclass(frozen=True)
+class ShardJob:
+    """What one worker's generation writes: its shard indices (`mine`) and the settings of the run,
+    fixed once the teacher is loaded."""
+
+    output_dir: str
+    mine: list
+    classes: int
+    image_size: tuple
+    num_shards: int
+    jpeg_quality: int
+    fmt: "shards.LabelFormat"
+    batch_size: int
+    preprocess: object
+    strategy: object
+    seed: int
+    runner: object
+
+    def meta(self, spec, index):
+        """The settings shard `index` of `spec` is generated with (its sidecar's "meta")."""
+        return {
+            "dataset": spec.name,
+            "shard": index,
+            "num_shards": self.num_shards,
+            "augmentation": spec.augmentation,
+            "replicas": spec.replicas,
+            "randaugment": [
+                spec.randaugment_layers,
+                spec.randaugment_magnitude,
+                list(spec.randaugment_exclude_ops),
+            ],
+            "mixup_alpha": spec.mixup_alpha,
+            "crop_area_range": list(spec.crop_area_range),
+            "image_size": list(self.image_size),
+            "jpeg_quality": self.jpeg_quality,
+            "label_format": self.fmt.to_json(),
+            "seed": self.seed,
+        }
+
+
+def _generate_shards(datasets, job):
     written = []
     for spec in datasets:
         paths = {
-            i: os.path.join(output_dir, shards.shard_name(spec.name, i, num_shards)) for i in mine
+            i: os.path.join(job.output_dir, shards.shard_name(spec.name, i, job.num_shards))
+            for i in job.mine
         }
         finished = {i for i, p in paths.items() if shards.is_complete(p)}
         for i in finished:
-            _check_finished(
-                paths[i], _meta(spec, i, num_shards, image_size, jpeg_quality, fmt, seed)
+            _check_finished(paths[i], job.meta(spec, i))
+        if len(finished) == len(job.mine):
+            logging.info(
+                "%s: all %d shards of this worker already finished", spec.name, len(job.mine)
             )
-        if len(finished) == len(mine):
-            logging.info("%s: all %d shards of this worker already finished", spec.name, len(mine))
             continue  # also skips D3's relevance scoring on resume
-        source = spec.images(classes)
+        source = spec.images(job.classes)
         if spec.selection is not None:
-            tf.random.set_seed(seed)
-            chosen = _select(spec, source, image_size, batch_size, preprocess, strategy, seed)
+            tf.random.set_seed(job.seed)
+            chosen = _select(
+                spec, source, job.image_size, job.batch_size, job.preprocess, job.strategy, job.seed
+            )
             pool = np.stack(list(source.as_numpy_iterator()))
             source = tf.data.Dataset.from_tensor_slices(pool[chosen])
         num_source = int(source.reduce(np.int64(0), lambda n, _: n + 1))
-        if num_source < num_shards:
+        if num_source < job.num_shards:
             raise UserError(
                 f"dataset {spec.name!r} has {num_source} source images, fewer than "
-                f"num_shards={num_shards}; lower num_shards"
+                f"num_shards={job.num_shards}; lower num_shards"
             )
         total = num_source * spec.replicas
         done = 0
         start = time.time()
-        for index in mine:
+        for index in job.mine:
             path = paths[index]
             if index in finished:
                 logging.info(
-                    "%s: shard %d/%d already finished, skipped", spec.name, index + 1, num_shards
+                    "%s: shard %d/%d already finished, skipped",
+                    spec.name,
+                    index + 1,
+                    job.num_shards,
                 )
                 continue
-            tf.random.set_seed(_shard_seed(seed, spec.name, index))
+            tf.random.set_seed(_shard_seed(job.seed, spec.name, index))
             batches = _shard_examples(
-                spec, source, num_source, index, num_shards, image_size, jpeg_quality, batch_size
+                spec,
+                source,
+                num_source,
+                index,
+                job.num_shards,
+                job.image_size,
+                job.jpeg_quality,
+                job.batch_size,
             )
-            records = _label(batches, runner, fmt, f"{spec.name} shard {index + 1}/{num_shards}")
-            meta = _meta(spec, index, num_shards, image_size, jpeg_quality, fmt, seed)
+            records = _label(
+                batches, job.runner, job.fmt, f"{spec.name} shard {index + 1}/{job.num_shards}"
+            )
+            meta = job.meta(spec, index)
             side = shards.write_shard(path, records, meta)
             written.append(side)
             done += side["num_examples"]
@@ -490,11 +500,11 @@ def _generate_shards(
                 "(this worker: about %d examples in all)",
                 spec.name,
                 index + 1,
-                num_shards,
+                job.num_shards,
                 side["num_examples"],
                 side["num_bytes"] / max(side["num_examples"], 1),
                 rate,
-                total * len(mine) // num_shards,
+                total * len(job.mine) // job.num_shards,
             )
     return written
 

@@ -16,6 +16,7 @@ Weights are 1x1 convolution kernels in every variant, so the same checkpoint loa
 "mobile_mqa" and "mqa" and they compute the same function.
 """
 
+import inspect
 import math
 
 import tensorflow as tf
@@ -24,6 +25,7 @@ import tf_keras as keras
 from mobilenetv4.layers.common import (
     ConfigurableMixin,
     batch_norm,
+    init_arguments,
     register,
     residual,
     residual_tail,
@@ -78,18 +80,7 @@ class MultiQueryAttention2D(ConfigurableMixin, keras.layers.Layer):
             )
         if kv_strides not in (1, 2):
             raise ValueError(f"{self.name}: kv_strides must be 1 or 2, got {kv_strides}")
-        self.record_config(
-            num_heads=num_heads,
-            key_dim=key_dim,
-            value_dim=value_dim,
-            kv_strides=kv_strides,
-            kv_dw_kernel_size=kv_dw_kernel_size,
-            attention_type=attention_type,
-            padding=padding,
-            bn_momentum=bn_momentum,
-            bn_epsilon=bn_epsilon,
-            kernel_regularizer=kernel_regularizer,
-        )
+        self.record_config(**init_arguments(locals()))
         kv_heads = num_heads if attention_type == "mhsa" else 1
 
         def down(name):
@@ -215,23 +206,13 @@ class MobileAttentionBlock(ConfigurableMixin, keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        attention = dict(
-            num_heads=num_heads,
-            key_dim=key_dim,
-            value_dim=value_dim or key_dim,
-            kv_strides=kv_strides,
-            kv_dw_kernel_size=kv_dw_kernel_size,
-            attention_type=attention_type,
-            padding=padding,
-            bn_momentum=bn_momentum,
-            bn_epsilon=bn_epsilon,
-            kernel_regularizer=kernel_regularizer,
-        )
-        self.record_config(
-            layer_scale_init_value=layer_scale_init_value,
-            stochastic_depth_rate=stochastic_depth_rate,
-            **attention,
-        )
+        self.record_config(**init_arguments(locals()))
+        self.value_dim = value_dim or key_dim
+        attention = {
+            name: getattr(self, name)
+            for name in inspect.signature(MultiQueryAttention2D).parameters
+            if name != "kwargs"
+        }
         self.norm = batch_norm(momentum=bn_momentum, epsilon=bn_epsilon, name="norm")
         self.attn = MultiQueryAttention2D(name="attn", **attention)
         self.layer_scale, self.drop_path = residual_tail(

@@ -33,7 +33,8 @@ def _serialize(name, value):
 class ConfigurableMixin:
     """The one config mechanism of the package's layers.
 
-    `__init__` hands its own arguments to `self.record_config(name=value, ...)`, which stores each
+    `__init__` hands its own arguments to `self.record_config(**init_arguments(locals()))` (or
+    `record_config(name=value, ...)` for a few), which stores each
     as an attribute of the same name (arguments named `*_regularizer` / `*_initializer` as Keras
     objects) and remembers it; `get_config` returns them all (regularizers and initializers
     serialised the Keras way), so `from_config(get_config())` rebuilds the same layer. A subclass
@@ -55,6 +56,18 @@ class ConfigurableMixin:
         for name in getattr(self, "_config_names", ()):
             config[name] = _serialize(name, getattr(self, name))
         return config
+
+
+def init_arguments(local_variables):
+    """The named arguments of the `__init__` whose `locals()` this is (without self, **kwargs).
+
+    Call it before `__init__` defines variables of its own: every local is taken as an argument.
+    """
+    return {
+        name: value
+        for name, value in local_variables.items()
+        if name not in ("self", "kwargs", "__class__")
+    }
 
 
 def make_divisible(value, divisor=8, min_value=None, round_limit=0.9):

@@ -8,6 +8,7 @@ from mobilenetv4.layers.common import (
     ConfigurableMixin,
     batch_norm,
     get_activation,
+    init_arguments,
     kernel_init,
     register,
     symmetric_pad,
@@ -57,19 +58,7 @@ class ConvBN(ConfigurableMixin, keras.layers.Layer):
             raise ValueError(f"anti_alias={anti_alias!r}; choose one of {ANTI_ALIAS}")
         if not depthwise and not filters:
             raise ValueError(f"{self.name}: a regular conv needs filters > 0, got {filters!r}")
-        self.record_config(
-            filters=filters,
-            kernel_size=kernel_size,
-            strides=strides,
-            depthwise=depthwise,
-            activation=activation,
-            use_bn=use_bn,
-            padding=padding,
-            bn_momentum=bn_momentum,
-            bn_epsilon=bn_epsilon,
-            kernel_regularizer=kernel_regularizer,
-            anti_alias=anti_alias,
-        )
+        self.record_config(**init_arguments(locals()))
 
         use_aa = anti_alias is not None and strides > 1
         self.aa = anti_alias_pool(anti_alias, strides=strides, padding=padding) if use_aa else None
@@ -77,26 +66,21 @@ class ConvBN(ConfigurableMixin, keras.layers.Layer):
         explicit_pad = padding == "symmetric" and strides > 1 and kernel_size > 1
         self.pad = symmetric_pad(kernel_size, name="pad") if explicit_pad else None
         conv_padding = "valid" if explicit_pad else "same"
+        conv = dict(kernel_size=kernel_size, strides=strides, padding=conv_padding, use_bias=False)
         if depthwise:
             self.conv = keras.layers.DepthwiseConv2D(
-                kernel_size=kernel_size,
-                strides=strides,
-                padding=conv_padding,
-                use_bias=False,
                 depthwise_initializer=kernel_init(),
                 depthwise_regularizer=self.kernel_regularizer,
                 name="conv",
+                **conv,
             )
         else:
             self.conv = keras.layers.Conv2D(
                 filters=filters,
-                kernel_size=kernel_size,
-                strides=strides,
-                padding=conv_padding,
-                use_bias=False,
                 kernel_initializer=kernel_init(),
                 kernel_regularizer=self.kernel_regularizer,
                 name="conv",
+                **conv,
             )
         self.bn = (
             batch_norm(momentum=bn_momentum, epsilon=bn_epsilon, name="bn") if use_bn else None

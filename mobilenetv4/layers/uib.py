@@ -4,6 +4,7 @@ import tf_keras as keras
 
 from mobilenetv4.layers.common import (
     ConfigurableMixin,
+    init_arguments,
     make_divisible,
     register,
     residual,
@@ -38,18 +39,8 @@ class _ResidualBlock(ConfigurableMixin, keras.layers.Layer):
         super().__init__(**kwargs)
         if strides not in (1, 2):
             raise ValueError(f"{self.name}: strides must be 1 or 2, got {strides}")
-        self.record_config(
-            filters=filters,
-            strides=strides,
-            activation=activation,
-            padding=padding,
-            bn_momentum=bn_momentum,
-            bn_epsilon=bn_epsilon,
-            layer_scale_init_value=layer_scale_init_value,
-            stochastic_depth_rate=stochastic_depth_rate,
-            kernel_regularizer=kernel_regularizer,
-            anti_alias=anti_alias,
-        )  # anti_alias applies to this block's strided conv only
+        # anti_alias applies to this block's strided conv only
+        self.record_config(**init_arguments(locals()))
         self.layer_scale = None
         self.drop_path = None
         self.use_residual = False

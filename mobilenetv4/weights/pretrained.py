@@ -1,29 +1,26 @@
 """Pretrained tags: timm's published MobileNetV4 checkpoints and the preprocessing each expects.
 
-Values copied from timm 1.0.31 `timm/models/mobilenetv3.py` (`default_cfgs`). A tag names one
+The table is `pretrained_tags.csv` beside this file: values copied from timm 1.0.31
+`timm/models/mobilenetv3.py` (`default_cfgs`), one row per tag, in timm's order. A tag names one
 training run, e.g. "conv_medium.e500_r256_in1k"; the checkpoint itself is the `model.safetensors`
 file of the Hugging Face repository `timm/mobilenetv4_<tag>` (we never download it for you).
 """
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import difflib
+import os
 from typing import Dict, List, Optional, Tuple
 
 from mobilenetv4.cli import UserError
 
 # timm's IMAGENET_DEFAULT_* and IMAGENET_INCEPTION_* are the package's "imagenet" and "inception"
 # normalisations: one definition, in mobilenetv4.preprocessing.
-from mobilenetv4.preprocessing import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    INCEPTION_MEAN,
-    INCEPTION_STD,
-    NORMALIZATIONS,
-)
+from mobilenetv4.preprocessing import IMAGENET_MEAN, IMAGENET_STD, NORMALIZATIONS
 
-IN12K_CLASSES = 11821  # ImageNet-12k, timm's filtered fall11 subset
+IN12K_CLASSES = 11821  # ImageNet-12k, timm's filtered fall11 subset (the tags' num_classes)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,145 +62,33 @@ class PretrainedCfg:
         return self.input_size, self.crop_pct
 
 
-def _cfg(model, tag, **kw):
-    return PretrainedCfg(model=model, tag=tag, **kw)
+def _read_tags(path: str) -> List[PretrainedCfg]:
+    """The rows of pretrained_tags.csv (one per timm tag, in timm's order) as configs."""
+    cfgs = []
+    with open(path, newline="", encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            mean, std = NORMALIZATIONS[row["normalization"]]
+            cfgs.append(
+                PretrainedCfg(
+                    model=row["model"],
+                    tag=row["tag"],
+                    num_classes=int(row["num_classes"]),
+                    input_size=int(row["input_size"]),
+                    test_input_size=int(row["test_input_size"]) if row["test_input_size"] else None,
+                    crop_pct=float(row["crop_pct"]),
+                    test_crop_pct=float(row["test_crop_pct"]) if row["test_crop_pct"] else None,
+                    interpolation=row["interpolation"],
+                    mean=mean,
+                    std=std,
+                )
+            )
+    return cfgs
 
 
-_INC = dict(mean=INCEPTION_MEAN, std=INCEPTION_STD)
 # Order matters: the first tag of a model is its default (as in timm).
-_CFGS: List[PretrainedCfg] = [
-    _cfg("conv_small_050", "e3000_r224_in1k", test_input_size=256, test_crop_pct=0.95, **_INC),
-    _cfg("conv_small", "e2400_r224_in1k", test_input_size=256, test_crop_pct=0.95),
-    _cfg("conv_small", "e1200_r224_in1k", test_input_size=256, test_crop_pct=0.95),
-    _cfg(
-        "conv_small",
-        "e3600_r256_in1k",
-        input_size=256,
-        crop_pct=0.95,
-        test_input_size=320,
-        test_crop_pct=1.0,
-        **_INC,
-    ),
-    _cfg(
-        "conv_medium",
-        "e500_r256_in1k",
-        input_size=256,
-        crop_pct=0.95,
-        test_input_size=320,
-        test_crop_pct=1.0,
-    ),
-    _cfg("conv_medium", "e500_r224_in1k", crop_pct=0.95, test_input_size=256, test_crop_pct=1.0),
-    _cfg("conv_medium", "e250_r384_in12k_ft_in1k", input_size=384, crop_pct=0.95),
-    _cfg("conv_medium", "e180_r384_in12k", num_classes=IN12K_CLASSES, input_size=384, crop_pct=1.0),
-    _cfg(
-        "conv_medium", "e180_ad_r384_in12k", num_classes=IN12K_CLASSES, input_size=384, crop_pct=1.0
-    ),
-    _cfg("conv_medium", "e250_r384_in12k", num_classes=IN12K_CLASSES, input_size=384, crop_pct=1.0),
-    _cfg(
-        "conv_large",
-        "e600_r384_in1k",
-        input_size=384,
-        crop_pct=0.95,
-        test_input_size=448,
-        test_crop_pct=1.0,
-    ),
-    _cfg(
-        "conv_large",
-        "e500_r256_in1k",
-        input_size=256,
-        crop_pct=0.95,
-        test_input_size=320,
-        test_crop_pct=1.0,
-    ),
-    _cfg(
-        "hybrid_medium",
-        "e200_r256_in12k_ft_in1k",
-        input_size=256,
-        crop_pct=0.95,
-        test_input_size=320,
-        test_crop_pct=1.0,
-    ),
-    _cfg(
-        "hybrid_medium",
-        "ix_e550_r256_in1k",
-        input_size=256,
-        crop_pct=0.95,
-        test_input_size=320,
-        test_crop_pct=1.0,
-    ),
-    _cfg(
-        "hybrid_medium",
-        "ix_e550_r384_in1k",
-        input_size=384,
-        crop_pct=0.95,
-        test_input_size=448,
-        test_crop_pct=1.0,
-    ),
-    _cfg("hybrid_medium", "e500_r224_in1k", crop_pct=0.95, test_input_size=256, test_crop_pct=1.0),
-    _cfg(
-        "hybrid_medium",
-        "e200_r256_in12k",
-        num_classes=IN12K_CLASSES,
-        input_size=256,
-        crop_pct=0.95,
-        test_input_size=320,
-        test_crop_pct=1.0,
-    ),
-    _cfg(
-        "hybrid_large",
-        "ix_e600_r384_in1k",
-        input_size=384,
-        crop_pct=0.95,
-        test_input_size=448,
-        test_crop_pct=1.0,
-    ),
-    _cfg(
-        "hybrid_large",
-        "e600_r384_in1k",
-        input_size=384,
-        crop_pct=0.95,
-        test_input_size=448,
-        test_crop_pct=1.0,
-    ),
-    _cfg(
-        "conv_blur_medium", "e500_r224_in1k", crop_pct=0.95, test_input_size=256, test_crop_pct=1.0
-    ),
-    _cfg(
-        "conv_aa_large",
-        "e230_r448_in12k_ft_in1k",
-        input_size=448,
-        crop_pct=0.95,
-        test_input_size=544,
-        test_crop_pct=1.0,
-    ),
-    _cfg(
-        "conv_aa_large",
-        "e230_r384_in12k_ft_in1k",
-        input_size=384,
-        crop_pct=0.95,
-        test_input_size=480,
-        test_crop_pct=1.0,
-    ),
-    _cfg(
-        "conv_aa_large",
-        "e600_r384_in1k",
-        input_size=384,
-        crop_pct=0.95,
-        test_input_size=480,
-        test_crop_pct=1.0,
-    ),
-    _cfg(
-        "conv_aa_large",
-        "e230_r384_in12k",
-        num_classes=IN12K_CLASSES,
-        input_size=384,
-        crop_pct=0.95,
-        test_input_size=448,
-        test_crop_pct=1.0,
-    ),
-    _cfg("hybrid_medium_075", "untrained", crop_pct=0.95),
-    _cfg("hybrid_large_075", "untrained", input_size=256, crop_pct=0.95),
-]
+_CFGS: List[PretrainedCfg] = _read_tags(
+    os.path.join(os.path.dirname(os.path.abspath(__file__)), "pretrained_tags.csv")
+)
 _BY_NAME: Dict[str, PretrainedCfg] = {c.name: c for c in _CFGS}
 
 

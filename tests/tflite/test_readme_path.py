@@ -65,8 +65,8 @@ def test_readme_train_export_benchmark(tmp_path):
     assert report["weights"] == "ema" and report["graph"]["precision"] == "INT8"
     assert report["input_size"] == [32, 32] and report["graph"]["output"]["shape"] == [1, 10]
     assert fid["images"] == 360  # the whole held-out split of sklearn_digits
-    # Well above chance (10%): the quick trial measured 59.4%.
-    assert fid["keras_top1"] > 0.3, fid
+    # The quick trial measured 91.7% (a model near 60% flips many borderline digits under INT8).
+    assert fid["keras_top1"] > 0.8, fid
     assert abs(fid["tflite_top1"] - fid["keras_top1"]) <= 0.01, fid
     # The export's Keras figure is the trainer's own held-out evaluation (same EMA weights, same
     # eval transform).
