@@ -63,16 +63,18 @@ def build(
         ) from None
 
 
-def stand_in_statistics(model, images, batch_size: int = 32, seed: int = 0):
+def stand_in_statistics(model, images, batch_size: int = 32, seed: int = 0, num_batches: int = 1):
     """Makes a random-weight model behave numerically like a trained one, for latency and
     quantization tests without checkpoints: layer-scale gammas set to 1 (random init leaves them at
     1e-5, which shrinks hybrid activations towards zero stage after stage), BatchNorm betas drawn
     from N(0, 0.1^2) (zero betas give degenerate all-zero offsets no trained model has), and every
-    BatchNorm's moving statistics re-estimated from one training-mode pass over `images`."""
+    BatchNorm's moving statistics re-estimated from training-mode passes over `images`: the first
+    `num_batches` batches of `batch_size`, averaged cumulatively (each batch weighs the same)."""
     import tf_keras as keras
     import numpy as np
 
-    bns = [m for m in model.submodules if isinstance(m, keras.layers.BatchNormalization)]
+    bn_types = (keras.layers.BatchNormalization, keras.layers.experimental.SyncBatchNormalization)
+    bns = [m for m in model.submodules if isinstance(m, bn_types)]
     for m in model.submodules:  # ours: LayerScale.gamma; Model Garden: MNV4LayerScale._gamma
         if "LayerScale" in type(m).__name__:
             gamma = m.gamma if hasattr(m, "gamma") else m._gamma
@@ -82,10 +84,14 @@ def stand_in_statistics(model, images, batch_size: int = 32, seed: int = 0):
         if bn.center:
             bn.beta.assign(rng.normal(0.0, 0.1, bn.beta.shape).astype(np.float32))
     saved = [bn.momentum for bn in bns]
-    for bn in bns:
-        bn.momentum = 0.0  # moving statistics := this batch's statistics
     try:
-        model(np.asarray(images[:batch_size], np.float32), training=True)
+        for k in range(num_batches):
+            batch = np.asarray(images[k * batch_size : (k + 1) * batch_size], np.float32)
+            if not len(batch):
+                break
+            for bn in bns:
+                bn.momentum = k / (k + 1)  # moving statistics := mean of the k + 1 batches' ones
+            model(batch, training=True)
     finally:
         for bn, momentum in zip(bns, saved):
             bn.momentum = momentum

@@ -17,7 +17,12 @@ Written to --output_dir:
   detector_*.report.md / .report.json
                            the classifier export's report (tflite.analysis): ops, TRANSPOSE
                            count, XNNPACK partitions, ops left outside XNNPACK, size, params, MACs
-Without --checkpoint the weights are random (latency and graph checks only; the report says so).
+  stand_in_checkpoint/      with --stand_in_weights N: the stand-in weights exported (a tf.train.Checkpoint)
+Without --checkpoint the weights are random (graph checks only; the report says so). For latency
+without trained weights pass --stand_in_weights N: random init made numerically trained-like
+(`tflite.models.stand_in_statistics`: layer scale 1, every BatchNorm of backbone, FPN and head
+re-estimated in training mode, cumulative average over N real images of task.train_data, the
+pipeline INT8 calibration reads), so activations are O(1) as in a trained detector.
 Existing outputs are refused unless --overwrite; every output is written under a temporary name and
 renamed when complete.
 """
@@ -62,6 +67,61 @@ def _checkpoint_path(checkpoint: str | None) -> str | None:
     return checkpoint
 
 
+STAND_IN_DIR = "stand_in_checkpoint"
+
+
+def weights_text(checkpoint: str | None, stand_in_images: int = 0) -> str:
+    """What the report says about the weights."""
+    if stand_in_images:
+        return f"stand-in (BN re-estimated on {stand_in_images} images, layer scale ~1)"
+    return checkpoint or "random (no --checkpoint)"
+
+
+def _images(params, num_images: int):
+    """`num_images` preprocessed [H, W, 3] float images of task.train_data, through the pipeline
+    Model Garden's INT8 calibration reads (`export_tflite_lib.create_representative_dataset`)."""
+    import numpy as np
+    from official.vision.serving import export_tflite_lib
+
+    params = copy.deepcopy(params)
+    images = [
+        image.numpy()[0]
+        for image, _ in export_tflite_lib.create_representative_dataset(params).take(num_images)
+    ]
+    if len(images) < num_images:
+        raise cli.UserError(
+            f"--stand_in_weights {num_images}: task.train_data gives only {len(images)} images"
+        )
+    return np.stack(images)
+
+
+def write_stand_in_checkpoint(params, path: str, num_images: int, batch_size: int = 8) -> str:
+    """Random init + `tflite.models.stand_in_statistics` over `num_images` real images (batches of
+    `batch_size`, cumulative average), written as a tf.train.Checkpoint(model=...) in the folder
+    `path` (atomically); returns the checkpoint prefix for Model Garden's export."""
+    import tensorflow as tf
+
+    from experiments.detection import detector
+    from mobilenetv4 import fileio
+    from tflite import models
+
+    images = _images(params, num_images)
+    build = copy.deepcopy(params)
+    if build.task.model.backbone.type == "mobilenetv4":  # no dropped blocks in the training pass
+        build.override(
+            {"task": {"model": {"backbone": {"mobilenetv4": {"stochastic_depth_rate": 0.0}}}}},
+            is_strict=True,
+        )
+    model = detector.build_model(build)
+    models.stand_in_statistics(
+        model, images, batch_size=batch_size, num_batches=-(-num_images // batch_size)
+    )
+    with fileio.atomic_path(path) as tmp:
+        os.makedirs(tmp)
+        tf.train.Checkpoint(model=model).write(os.path.join(tmp, "ckpt"))
+    return os.path.join(path, "ckpt")
+
+
 def _saved_model(params, size, checkpoint, path, *, input_type, nms_version):
     """Model Garden's export_inference_graph into `path` (atomically)."""
     from mobilenetv4 import fileio
@@ -93,6 +153,7 @@ def export(
     precisions=("fp32", "fp16", "int8"),
     calibration_steps: int = 100,
     denylisted_ops=None,
+    stand_in_images: int = 0,
     overwrite: bool = False,
     log=print,
 ) -> dict:
@@ -109,13 +170,17 @@ def export(
     outputs = [os.path.join(output_dir, n) for n in ("saved_model", "tflite_saved_model")]
     for p in precisions:
         outputs += [os.path.join(output_dir, n) for n in (tflite_name(p), *report_names(p))]
+    if stand_in_images:
+        if checkpoint:
+            raise cli.UserError("pass either --checkpoint or --stand_in_weights, not both")
+        outputs.append(os.path.join(output_dir, STAND_IN_DIR))
     for out in outputs:
         if os.path.lexists(out) and not overwrite:
             raise cli.UserError(
                 f"--output_dir {out} already exists; pass --overwrite to replace it or "
                 "choose another --output_dir"
             )
-    if "int8" in precisions:
+    if "int8" in precisions or stand_in_images:
         from experiments.detection import data
 
         data.files_of(params.task.train_data.input_path, "task.train_data")  # calibration images
@@ -126,10 +191,10 @@ def export(
         .as_dict()
         .get("model_name", params.task.model.backbone.type)
     )
-    log(
-        f"exporting {name} RetinaNet at {size[0]}x{size[1]} from "
-        f"{ckpt or 'random weights (no --checkpoint)'}"
-    )
+    if stand_in_images:
+        ckpt = write_stand_in_checkpoint(params, outputs[-1], stand_in_images)
+    weights = weights_text(None if stand_in_images else ckpt, stand_in_images)
+    log(f"exporting {name} RetinaNet at {size[0]}x{size[1]}; weights: {weights}")
 
     _saved_model(params, size, ckpt, outputs[0], input_type="image_tensor", nms_version="v2")
     log(f"wrote {outputs[0]}")
@@ -159,7 +224,7 @@ def export(
         stats = analysis.graph_stats(path)
         title = (
             f"{name} RetinaNet {precision.upper()} {size[0]}x{size[1]} -> "
-            f"{os.path.basename(path)}" + ("" if ckpt else " (random weights)")
+            f"{os.path.basename(path)} (weights: {weights})"
         )
         md = analysis.format_report(stats, None, title)
         md_path, json_path = (os.path.join(output_dir, n) for n in report_names(precision))
@@ -168,6 +233,7 @@ def export(
             "precision": precision,
             "input_size": list(size),
             "checkpoint": ckpt,
+            "weights": weights,
             "quant_type": PRECISIONS[precision],
             "calibration_steps": calibration_steps if precision == "int8" else None,
             "denylisted_ops": list(denylisted_ops or []) if precision == "int8" else None,
@@ -212,7 +278,17 @@ def main(argv=None):
         help="INT8: ops kept in float (Model Garden's option), e.g. BATCH_MATMUL,SOFTMAX "
         "to keep a hybrid's attention on XNNPACK as tflite.export does",
     )
+    p.add_argument(
+        "--stand_in_weights",
+        type=cli.positive_int,
+        default=0,
+        metavar="N",
+        help="no checkpoint: random weights with stand-in statistics (layer scale 1, every BN "
+        "re-estimated on N task.train_data images) for latency measurements",
+    )
     args = p.parse_args(argv)
+    if args.checkpoint and args.stand_in_weights:
+        raise cli.UserError("pass either --checkpoint or --stand_in_weights, not both")
     from experiments.detection import detector
 
     params = detector.load_config(
@@ -225,6 +301,7 @@ def main(argv=None):
         precisions=args.precisions,
         calibration_steps=args.calibration_steps,
         denylisted_ops=args.denylisted_ops,
+        stand_in_images=args.stand_in_weights,
         overwrite=args.overwrite,
     )
     return 0
