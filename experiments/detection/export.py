@@ -166,13 +166,13 @@ def export(
     for p in precisions:
         if p not in PRECISIONS:
             raise cli.UserError(f"unknown precision {p!r}; choose from {', '.join(PRECISIONS)}")
+    if stand_in_images and checkpoint:
+        raise cli.UserError("pass either --checkpoint or --stand_in_weights, not both")
     fileio.check_writable_dir(output_dir)
     outputs = [os.path.join(output_dir, n) for n in ("saved_model", "tflite_saved_model")]
     for p in precisions:
         outputs += [os.path.join(output_dir, n) for n in (tflite_name(p), *report_names(p))]
     if stand_in_images:
-        if checkpoint:
-            raise cli.UserError("pass either --checkpoint or --stand_in_weights, not both")
         outputs.append(os.path.join(output_dir, STAND_IN_DIR))
     for out in outputs:
         if os.path.lexists(out) and not overwrite:
@@ -287,8 +287,6 @@ def main(argv=None):
         "re-estimated on N task.train_data images) for latency measurements",
     )
     args = p.parse_args(argv)
-    if args.checkpoint and args.stand_in_weights:
-        raise cli.UserError("pass either --checkpoint or --stand_in_weights, not both")
     from experiments.detection import detector
 
     params = detector.load_config(
