@@ -113,3 +113,48 @@ def test_folded_and_separate_tflite_agree_on_digits(tmp_path):
     out = interp.get_output_details()[0]
     raw = runtime.dequantize(interp.get_tensor(out["index"]), out)
     np.testing.assert_allclose(raw, runtime.run(interp, pixels.astype(np.float32)), atol=1e-6)
+
+
+def test_stand_in_weights_are_trained_like():
+    """Random init is degenerate (hybrid layer scale 1e-5: the attention blocks vanish); stand-in
+    weights draw layer scale near 1 and re-estimate BN statistics as a cumulative average over all
+    the images, in batches."""
+    import tf_keras as keras
+
+    model = models.build("hybrid_medium@32", classes=10)
+    gammas = [w for w in model.weights if "layer_scale" in w.name]
+    assert gammas and max(float(np.abs(g.numpy()).max()) for g in gammas) < 1e-4
+    images = np.random.default_rng(0).normal(size=(40, 32, 32, 3)).astype(np.float32)
+    models.stand_in_statistics(model, images, batch_size=16)
+    values = np.concatenate([g.numpy().ravel() for g in gammas])
+    assert 0.9 <= values.min() and values.max() <= 1.1 and values.std() > 0.01
+    logits = model.predict(images[:8], verbose=0)
+    assert 0.1 < logits.std() < 100, logits.std()
+    # the first BN's moving mean: the average of its three batch means, weighted per batch
+    inputs = keras.Input((32, 32, 3))
+    bn = keras.layers.BatchNormalization()
+    probe = keras.Model(inputs, bn(inputs))
+    models.stand_in_statistics(probe, images, batch_size=16)
+    batch_means = [images[s : s + 16].mean(axis=(0, 1, 2)) for s in (0, 16, 32)]
+    np.testing.assert_allclose(bn.moving_mean.numpy(), np.mean(batch_means, axis=0), atol=1e-5)
+
+
+def test_export_without_weights_uses_stand_in_weights(tmp_path, capsys):
+    out = str(tmp_path / "m.tflite")
+    report = export.main(
+        [
+            "--model",
+            "conv_small@32",
+            "--classes",
+            "10",
+            "--fp32",
+            "--num_heldout",
+            "8",
+            "--output",
+            out,
+        ]
+    )
+    assert report["weights"].startswith(models.STAND_IN)
+    assert report["normalization"] == "folded into the stem"
+    assert "weights: stand-in" in capsys.readouterr().out
+    assert report["fidelity"]["sqnr_db"] > 50
