@@ -188,9 +188,8 @@ def main(argv=None):
         size = input_size(name)
         for variant in VARIANTS[name]:
             label = "ours" if variant.side == "ours_without_attention" else variant.side
-            path = os.path.join(
-                args.output_dir, f"{label}_{name}_int8_{variant.file_suffix}.tflite"
-            )
+            file_name = f"{variant.side}_{name}_int8_{variant.file_suffix}.tflite"
+            path = os.path.join(args.output_dir, file_name)
             build_variant(variant, name, size, path, args.num_calibration, print)
             rows.append(
                 {

@@ -390,7 +390,9 @@ def export(
     )
     representative = pin_pixel_range(images.calibration) if precision == "int8" else None
     data = convert(model, precision, io, representative, attention_precision=attention_precision)
-    keras_logits = model.predict(images.heldout, batch_size=16, verbose=0)
+    # the reference is the float network as built, normalisation as separate ops (not folded)
+    reference = with_pixel_input(keras_model, preprocessing, input_size, fold=False)
+    keras_logits = reference.predict(images.heldout, batch_size=16, verbose=0)
     with fileio.atomic_path(output) as tmp:  # renamed into place only once it loads and runs
         with open(tmp, "wb") as f:
             f.write(data)

@@ -9,6 +9,26 @@ from mobilenetv4 import preprocessing
 from tflite import analysis, calibration, export, fold, models, runtime
 
 
+def tiny_model(size, padding="same", layer_scale=None):
+    """Our stem (ConvBN 3x3 stride 2, as every MobileNetV4's) + a UIB or a Mobile MQA block with
+    layer scale + classifier: the layers the fold and the stand-in weights touch, at test cost."""
+    import tf_keras as keras
+    import mobilenetv4
+
+    L = mobilenetv4.layers
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((size, size, 3))
+    x = L.ConvBN(16, 3, 2, activation="relu", padding=padding, name="stem")(inputs)
+    if layer_scale is None:
+        x = L.ConvBN(16, 3, 1, depthwise=True, activation="relu", name="dw")(x)
+    else:
+        x = L.MobileAttentionBlock(
+            num_heads=2, key_dim=8, kv_strides=2, layer_scale_init_value=layer_scale, name="attn"
+        )(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, keras.layers.Dense(10, name="classifier")(x), name="tiny")
+
+
 def test_same_pads_match_tensorflow():
     import tensorflow as tf
 
@@ -30,7 +50,7 @@ def test_same_pads_match_tensorflow():
 def test_folded_stem_equals_normalise_then_pad(padding, size, normalization):
     """Border pixels included: the mean-pixel padding is what zero padding of the normalised
     image is (a fold that kept SAME zero padding would differ on the border)."""
-    model = models.build("conv_small", (size, size, 3), classes=10, padding=padding)
+    model = tiny_model(size, padding)
     images = np.random.default_rng(0).uniform(0, 255, (8, size, size, 3)).astype(np.float32)
     separate = export.with_pixel_input(model, normalization, (size, size), fold=False)
     models.stand_in_statistics(separate, images)
@@ -49,10 +69,14 @@ def test_folded_stem_equals_normalise_then_pad(padding, size, normalization):
     np.testing.assert_allclose(b, a, atol=1e-4 * np.abs(a).max())
 
 
-def test_model_garden_and_keras_models_keep_separate_normalisation():
-    model = models.build("keras:MobileNetV3Small@32", (32, 32, 3), classes=10)
-    assert fold.foldable_stem(model) is None
-    wrapped = export.with_pixel_input(model, "imagenet", (32, 32))
+def test_other_models_keep_separate_normalisation():
+    """Model Garden's and keras.applications models have no ConvBN stem: SUB/MUL stay in front."""
+    import tf_keras as keras
+
+    inputs = keras.Input((16, 16, 3))
+    other = keras.Model(inputs, keras.layers.Conv2D(8, 3, name="stem")(inputs))
+    assert fold.foldable_stem(other) is None
+    wrapped = export.with_pixel_input(other, "imagenet", (16, 16))
     assert "normalize" in [layer.name for layer in wrapped.layers]
 
 
@@ -121,17 +145,17 @@ def test_stand_in_weights_are_trained_like():
     the images, in batches."""
     import tf_keras as keras
 
-    model = models.build("hybrid_medium@32", classes=10)
+    model = tiny_model(16, layer_scale=1e-5)
     gammas = [w for w in model.weights if "layer_scale" in w.name]
     assert gammas and max(float(np.abs(g.numpy()).max()) for g in gammas) < 1e-4
-    images = np.random.default_rng(0).normal(size=(40, 32, 32, 3)).astype(np.float32)
+    images = np.random.default_rng(0).normal(size=(40, 16, 16, 3)).astype(np.float32)
     models.stand_in_statistics(model, images, batch_size=16)
     values = np.concatenate([g.numpy().ravel() for g in gammas])
     assert 0.9 <= values.min() and values.max() <= 1.1 and values.std() > 0.01
     logits = model.predict(images[:8], verbose=0)
     assert 0.1 < logits.std() < 100, logits.std()
     # the first BN's moving mean: the average of its three batch means, weighted per batch
-    inputs = keras.Input((32, 32, 3))
+    inputs = keras.Input((16, 16, 3))
     bn = keras.layers.BatchNormalization()
     probe = keras.Model(inputs, bn(inputs))
     models.stand_in_statistics(probe, images, batch_size=16)
@@ -139,6 +163,7 @@ def test_stand_in_weights_are_trained_like():
     np.testing.assert_allclose(bn.moving_mean.numpy(), np.mean(batch_means, axis=0), atol=1e-5)
 
 
+@pytest.mark.slow  # one FP32 conversion of conv_small: about 30 s on 2 loaded cores
 def test_export_without_weights_uses_stand_in_weights(tmp_path, capsys):
     out = str(tmp_path / "m.tflite")
     report = export.main(
