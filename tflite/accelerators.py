@@ -547,3 +547,90 @@ def benchmark_cli(args, log) -> dict:
             "latency is not a device figure; use --adb --accelerator gpu on a phone"
         )
     return result
+
+
+def add_export_flags(parser) -> None:
+    """`tflite.export --check ACCELERATOR` and `--npu VENDOR[:TARGET]`."""
+    parser.add_argument(
+        "--check",
+        default=None,
+        metavar="ACCELERATOR",
+        help="after export, run the model on LiteRT's gpu (or cpu, npu) accelerator and compare it "
+        "with the CPU (XNNPACK) run on real images: every op on the accelerator, FP32 within 1e-4 "
+        "relative, SQNR reported (exit 1 when FP32 differs more)",
+    )
+    parser.add_argument(
+        "--npu",
+        default=None,
+        metavar="VENDOR[:TARGET]",
+        help="compile the INT8 model ahead of time for an NPU with LiteRT's AOT compiler: "
+        "qualcomm, mediatek, google_tensor or intel_openvino (e.g. intel_openvino:LNL, "
+        "qualcomm:SM8650); writes OUTPUT_npu_VENDOR_TARGET.tflite and its report",
+    )
+
+
+def export_plan(args):
+    """Validates --check / --npu before any work (unknown names, missing SDK, a float model for the
+    NPU, existing outputs): returns (check accelerator, NPU target)."""
+    from mobilenetv4 import fileio
+    from tflite import npu
+
+    check_with = getattr(args, "check", None)
+    if check_with is not None and check_with not in ACCELERATORS:
+        raise ToolError(
+            f"--check: unknown accelerator {check_with!r}; choose one of {', '.join(ACCELERATORS)}"
+        )
+    if check_with == "gpu" and vulkan_missing():
+        raise ToolError(f"--check gpu needs Vulkan: {vulkan_missing()}")
+    target = None
+    if getattr(args, "npu", None):
+        target = npu.parse_target(args.npu)
+        if args.precision != "int8":
+            raise ToolError(
+                f"--npu compiles a full-integer model; this is a {args.precision.upper()} "
+                "export: use --int8"
+            )
+        npu.require_sdk(target.vendor)
+        compiled = npu.compiled_path(args.output, target)
+        fileio.check_outputs(
+            [compiled, *npu.report_paths(compiled)], overwrite=getattr(args, "overwrite", False)
+        )
+    if check_with == "npu" and target is None:
+        raise ToolError("--check npu checks the --npu compiled model: add --npu VENDOR[:TARGET]")
+    return check_with, target
+
+
+def after_export(args, report: dict, plan, log=print) -> dict:
+    """The NPU compilation and the accelerator check of an exported model (tflite.export)."""
+    from mobilenetv4.cli import UserError
+    from tflite import npu
+
+    check_with, target = plan
+    path = report["output"]
+    if target is not None:
+        result = npu.compile_model(path, target, overwrite=args.overwrite, log=log)
+        report["npu"] = result
+    if check_with is None:
+        return report
+    source = args.calibration if args.calibration not in (None, "random") else "sklearn_digits"
+    images = check_images(path, source, log=lambda *_: None)
+    compiled = report["npu"]["compiled_model"] if check_with == "npu" else path
+    result = isolated(
+        "check",
+        path=compiled,
+        accelerator=check_with,
+        images=images,
+        reference=path if check_with == "npu" else None,
+    )
+    c = Check(**result)
+    log(c.line())
+    report[f"{check_with}_check"] = result
+    if not c.fully_accelerated:
+        raise UserError(
+            f"{os.path.basename(compiled)} does not run whole on the {check_with.upper()}: "
+            f"{'; '.join(c.fallback_ops)}"
+        )
+    if c.gpu_precision == "FP32" and c.max_rel_diff > 1e-4:
+        log(f"check failed: FP32 on the GPU differs from the CPU by {c.max_rel_diff:.1e} (> 1e-4)")
+        report["check_failed"] = True
+    return report
