@@ -541,6 +541,14 @@ def benchmark_cli(args, log) -> dict:
             num_threads=args.num_threads,
         )
         log("  " + Check(**m["check"]).line())
+    partial = [m for m in result["models"] if not m["fully_accelerated"]]
+    if partial:  # a mixed CPU+accelerator latency is not the accelerator's figure
+        m = partial[0]
+        ops = "; ".join((m.get("check") or {}).get("fallback_ops") or ["LiteRT does not say which"])
+        raise ToolError(
+            f"{m['model']} does not run whole on the {args.accelerator.upper()} (not whole: "
+            f"ops on the CPU: {ops}); no result written"
+        )
     if args.accelerator == "gpu":
         log(
             "note: on this machine the GPU is Mesa's lavapipe (software Vulkan on the CPU): its "

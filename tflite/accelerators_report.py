@@ -38,6 +38,21 @@ def export_variants(name, size, precisions, out_dir, images, log):
     return paths
 
 
+def checked(log, **kwargs) -> dict:
+    """One isolated accelerator check; a failure is retried once, then recorded in the row."""
+    from mobilenetv4.cli import UserError
+
+    for attempt in (1, 2):
+        try:
+            c = accelerators.isolated("check", **kwargs)
+            log("  " + accelerators.Check(**c).line())
+            return c
+        except UserError as e:
+            log(f"  attempt {attempt}: {e}")
+            error = str(e)
+    return {"error": error}
+
+
 def measure(name, size, parts, out_dir, n_images, log) -> dict:
     from tflite import calibration, npu
 
@@ -51,24 +66,21 @@ def measure(name, size, parts, out_dir, n_images, log) -> dict:
         row[f"cpu_{precision}_vs_keras_sqnr_db"] = analysis.sqnr_db(keras_logits, cpu)
     for precision in ("fp32", "fp16"):
         if precision in paths:
-            c = accelerators.isolated(
-                "check", path=paths[precision], accelerator="gpu", images=images.heldout
+            row[f"gpu_{precision}"] = checked(
+                log, path=paths[precision], accelerator="gpu", images=images.heldout
             )
-            log("  " + accelerators.Check(**c).line())
-            row[f"gpu_{precision}"] = c
     if "int8" in paths:
         report = npu.compile_model(
             paths["int8"], npu.parse_target("intel_openvino"), overwrite=True, log=lambda *_: None
         )
-        c = accelerators.isolated(
-            "check",
+        log("  " + npu.format_report(report).splitlines()[0])
+        c = checked(
+            log,
             path=report["compiled_model"],
             accelerator="npu",
             images=images.heldout,
             reference=paths["int8"],
         )
-        log("  " + npu.format_report(report).splitlines()[0])
-        log("  " + accelerators.Check(**c).line())
         row["npu_int8"] = {
             **c,
             **{k: report[k] for k in ("ops", "ops_on_npu", "partitions", "cpu_ops")},
@@ -79,20 +91,23 @@ def measure(name, size, parts, out_dir, n_images, log) -> dict:
 def table(rows: list[dict]) -> tables.Table:
     def gpu(r, p):
         c = r.get(f"gpu_{p}")
-        if not c:
-            return ["-", "-"]
+        if not c or "error" in c:
+            return ["-" if not c else "error", "-"]
         full = "yes" if c["fully_accelerated"] else "NO"
         return [full, f"{c['max_rel_diff']:.1e}" if p == "fp32" else f"{c['sqnr_db']:.1f}"]
 
     out = []
     for r in rows:
         n = r.get("npu_int8")
+        n = n if n and "error" not in n else None
         out.append(
             [
                 r["model"],
                 *gpu(r, "fp32"),
                 *gpu(r, "fp16"),
-                f"{r['gpu_fp16']['top1_agreement'] * 100:.0f}%" if r.get("gpu_fp16") else "-",
+                f"{r['gpu_fp16']['top1_agreement'] * 100:.0f}%"
+                if "top1_agreement" in r.get("gpu_fp16", {})
+                else "-",
                 f"{r['cpu_fp16_vs_keras_sqnr_db']:.1f}" if r.get("gpu_fp16") else "-",
                 f"{r['cpu_int8_vs_keras_sqnr_db']:.1f}" if n else "-",
                 f"{n['ops_on_npu']}/{n['ops']}" if n else "-",
