@@ -213,11 +213,12 @@ class Runner:
         self.native_log = log_text[0]
 
     def write(self, array: np.ndarray) -> None:
-        self.inputs[0].write(np.ascontiguousarray(array, self.input["dtype"]))
+        data = np.ascontiguousarray(array, self.input["dtype"])
+        _retry_lock(lambda: self.inputs[0].write(data))
 
     def invoke(self):
         self.model.run_by_index(0, self.inputs, self.outputs)
-        return self.outputs[0].read(self._size, self.output["dtype"])
+        return _retry_lock(lambda: self.outputs[0].read(self._size, self.output["dtype"]))
 
     def run(self, images: np.ndarray) -> np.ndarray:
         """Float outputs for float pixel images, one at a time (static batch 1)."""
@@ -230,6 +231,18 @@ class Runner:
             y = np.asarray(self.invoke()).reshape(self.output["shape"])
             out.append(runtime.dequantize(y, self.output)[0])
         return np.stack(out)
+
+
+def _retry_lock(fn, attempts: int = 5):
+    """LiteRT 2.3's WebGPU buffers on lavapipe sometimes fail to map ('Failed to lock custom tensor
+    buffer', seen on about one model in ten here); a retry after a moment succeeds."""
+    for attempt in range(attempts):
+        try:
+            return fn()
+        except RuntimeError as e:
+            if "lock" not in str(e).lower() or attempt == attempts - 1:
+                raise
+            time.sleep(0.05 * (attempt + 1))
 
 
 def precision(data: bytes) -> str:

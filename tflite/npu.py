@@ -14,8 +14,10 @@ compiled for, and run on, OpenVINO's CPU graph backend (`--npu intel_openvino` d
 default; `intel_openvino:LNL/npu` asks for the NPU device, which needs Intel's NPU compiler).
 """
 
+import contextlib
 import dataclasses
 import importlib
+import io
 import importlib.util
 import os
 import re
@@ -195,14 +197,18 @@ def compile_model(model_path: str, target: NpuTarget, *, output=None, overwrite=
     tmod = importlib.import_module(f"ai_edge_litert.aot.vendors.{module}.target")
     kwargs = {"intel_openvino_graph_backends": target.device} if target.device else {}
     work = tempfile.mkdtemp(prefix=".tmp-npu-", dir=os.path.dirname(os.path.abspath(output)))
+    quiet = io.StringIO()  # the AOT compiler's progress bars and 'Skipping failed ...' lines
+    saved = os.environ.get("TQDM_DISABLE")
+    os.environ["TQDM_DISABLE"] = "1"
     try:
-        result = aot_compile.aot_compile(
-            os.path.abspath(model_path),
-            output_dir=work,
-            target=tmod.Target(tmod.SocModel(target.soc_model)),
-            keep_going=True,
-            **kwargs,
-        )
+        with contextlib.redirect_stderr(quiet), contextlib.redirect_stdout(quiet):
+            result = aot_compile.aot_compile(
+                os.path.abspath(model_path),
+                output_dir=work,
+                target=tmod.Target(tmod.SocModel(target.soc_model)),
+                keep_going=True,
+                **kwargs,
+            )
         if result.failed_backends or not result.models_with_backend:
             reason = result.failed_backends[0][1] if result.failed_backends else "no model"
             raise ToolError(
@@ -213,6 +219,10 @@ def compile_model(model_path: str, target: NpuTarget, *, output=None, overwrite=
         stats = getattr(model, "partition_stats", None)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+        if saved is None:
+            os.environ.pop("TQDM_DISABLE", None)
+        else:
+            os.environ["TQDM_DISABLE"] = saved
     report = {
         "source": model_path,
         "compiled_model": output,
