@@ -217,7 +217,7 @@ class Runner:
         _retry_lock(lambda: self.inputs[0].write(data))
 
     def invoke(self):
-        self.model.run_by_index(0, self.inputs, self.outputs)
+        _retry_lock(lambda: self.model.run_by_index(0, self.inputs, self.outputs))
         return _retry_lock(lambda: self.outputs[0].read(self._size, self.output["dtype"]))
 
     def run(self, images: np.ndarray) -> np.ndarray:
@@ -370,11 +370,12 @@ def isolated(task: str, **kwargs) -> dict:
             if isinstance(value, np.ndarray):
                 np.save(os.path.join(work, key + ".npy"), value)
                 kwargs[key] = {"npy": os.path.join(work, key + ".npy")}
+        to_stderr = kwargs.pop("log_to_stderr", False)  # keep stdout for the caller's JSON
         with open(os.path.join(work, "task.json"), "w") as f:
             json.dump({"task": task, "kwargs": kwargs}, f)
         proc = subprocess.run(
             [sys.executable, "-c", "from tflite import accelerators; accelerators._worker()", work],
-            stdout=None,
+            stdout=2 if to_stderr else None,
             stderr=subprocess.PIPE,
             text=True,
             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
@@ -398,11 +399,8 @@ def _check_task(path, accelerator, images, reference=None, num_threads=1) -> dic
     return check(path, accelerator, images, reference=reference, num_threads=num_threads).to_dict()
 
 
-def _benchmark_task(paths, accelerator, log_to_stderr=False, **protocol) -> dict:
-    import sys
-
-    out = sys.stderr if log_to_stderr else sys.stdout
-    return benchmark(paths, accelerator, log=lambda m: print(m, file=out, flush=True), **protocol)
+def _benchmark_task(paths, accelerator, **protocol) -> dict:
+    return benchmark(paths, accelerator, log=lambda m: print(m, flush=True), **protocol)
 
 
 _TASKS = {"check": _check_task, "benchmark": _benchmark_task}
@@ -415,6 +413,10 @@ def _worker() -> None:
     from mobilenetv4.cli import UserError
 
     work = sys.argv[1]
+    # LiteRT prints some INFO lines on fd 1: send fd 1 to stderr; Python's prints keep stdout.
+    sys.stdout.flush()
+    sys.stdout = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)
     with open(os.path.join(work, "task.json")) as f:
         spec = json.load(f)
     kwargs = {
