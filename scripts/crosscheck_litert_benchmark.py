@@ -11,13 +11,14 @@ tool with --num_runs (its 'avg' and 'median'). Neither is pinned to a core (--co
 each round and the medians over rounds, and their ratio.
 """
 
-import argparse
 import json
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
+
+from mobilenetv4 import cli
 
 
 def ours(model, num_runs, warmup, threads, accelerator):
@@ -44,15 +45,15 @@ def litert(model, num_runs, warmup, threads, accelerator):
     return latency["avg_ms"], latency["median_ms"]
 
 
-def main():
-    p = argparse.ArgumentParser(description=__doc__)
+def main(argv=None):
+    p = cli.ArgumentParser("python scripts/crosscheck_litert_benchmark.py", __doc__)
     p.add_argument("model")
-    p.add_argument("--rounds", type=int, default=5)
-    p.add_argument("--num_runs", type=int, default=200)
-    p.add_argument("--warmup_runs", type=int, default=20)
-    p.add_argument("--num_threads", type=int, default=1)
+    p.add_argument("--rounds", type=cli.positive_int, default=5)
+    p.add_argument("--num_runs", type=cli.positive_int, default=200)
+    p.add_argument("--warmup_runs", type=cli.non_negative_int, default=20)
+    p.add_argument("--num_threads", type=cli.positive_int, default=1)
     p.add_argument("--accelerator", default="cpu", choices=["cpu", "gpu"])
-    a = p.parse_args()
+    a = p.parse_args(argv)
     rows = []
     for r in range(a.rounds):
         args = (a.model, a.num_runs, a.warmup_runs, a.num_threads, a.accelerator)
@@ -73,4 +74,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main)
