@@ -29,7 +29,7 @@ def conv_small(tmp_path_factory):
     from tflite import calibration, export, models
 
     out = tmp_path_factory.mktemp("conv_small")
-    images = calibration.load("sklearn_digits", (64, 64), 64, 16, log=lambda *_: None)
+    images = calibration.load("sklearn_digits", (64, 64), 16, 16, log=lambda *_: None)
     model = export.with_pixel_input(models.build("conv_small", (64, 64, 3)), "imagenet", (64, 64))
     models.stand_in_statistics(model, images.calibration)
     paths = {"images": images.heldout}
