@@ -60,6 +60,19 @@ def test_gpu_fp32_runs_whole_and_matches_cpu(conv_small):
 
 
 @needs_vulkan
+def test_export_check_gpu_step(conv_small, capsys):
+    """`tflite.export --check gpu`'s step after the export: the check on real images, in the
+    report; an FP32 model beyond 1e-4 relative marks the check failed (exit 1)."""
+    import argparse
+
+    args = argparse.Namespace(calibration=None, overwrite=False)
+    report = accelerators.after_export(args, {"output": conv_small["fp32"]}, ("gpu", None))
+    c = report["gpu_check"]
+    assert c["fully_accelerated"] and c["images"] == 32 and c["max_rel_diff"] < 1e-4
+    assert "check_failed" not in report and "GPU check of" in capsys.readouterr().out
+
+
+@needs_vulkan
 def test_gpu_fp16_attention_model_and_benchmark_cli(tiny_models, capsys):
     """The tiny Mobile-MQA model exported FP16 runs whole on the GPU in half precision; the
     benchmark reports full delegation, compile time, the protocol median and the check."""
