@@ -345,13 +345,16 @@ def check(
     )
 
 
-def check_images(path: str, source: str = "sklearn_digits", count: int = 32, log=print):
+def check_images(
+    path: str, source: str = "sklearn_digits", count: int = 32, log=print, crop_fraction=None
+):
     """`count` real held-out images at the model's input size (sklearn digits by default: the
     offline real images `tflite.calibration` ships with)."""
     from tflite import calibration
 
     shape = io_details(path)[0]["shape"]
-    return calibration.load(source, (int(shape[1]), int(shape[2])), 0, count, log=log).heldout
+    size = (int(shape[1]), int(shape[2]))
+    return calibration.load(source, size, 0, count, crop_fraction=crop_fraction, log=log).heldout
 
 
 # LiteRT's GPU accelerator (Mesa's LLVM) crashes in a process that has loaded TensorFlow (seen
@@ -636,7 +639,8 @@ def after_export(args, report: dict, plan, log=print) -> dict:
     if check_with is None:
         return report
     source = args.calibration if args.calibration not in (None, "random") else "sklearn_digits"
-    images = check_images(path, source, log=lambda *_: None)
+    crop = report.get("eval_crop_fraction")  # the export's (the build record's) eval crop
+    images = check_images(path, source, log=lambda *_: None, crop_fraction=crop)
     compiled = report["npu"]["compiled_model"] if check_with == "npu" else path
     result = isolated(
         "check",
