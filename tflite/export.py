@@ -572,6 +572,9 @@ def parse_args(argv=None):
         help="keep the normalisation as separate SUB/MUL ops in front of the network instead of "
         "folding it into the first convolution (the graph before folding, for comparison)",
     )
+    from tflite import accelerators  # --check ACCELERATOR, --npu VENDOR[:TARGET]
+
+    accelerators.add_export_flags(p)
     args = p.parse_args(argv)
     if args.input_size is not None and len(args.input_size) > 2:
         p.error("--input_size takes H or H W")
@@ -690,9 +693,12 @@ def main(argv=None):
                 "--edgetpu needs a full-integer model: use --int8 with --io uint8 or int8"
             )
         edgetpu.require_compiler()
+    from tflite import accelerators
+
+    plan = accelerators.export_plan(args)  # before any work: names, SDKs, outputs
     settings = resolve(args)
     model_name = settings.pop("model_name")
-    return export(
+    report = export(
         model_name,
         args.precision,
         args.output,
@@ -710,6 +716,8 @@ def main(argv=None):
         fold_normalization=not args.no_fold,
         **settings,
     )
+    report = accelerators.after_export(args, report, plan)
+    return False if report.get("check_failed") else report  # exit 1 when the check failed
 
 
 if __name__ == "__main__":
