@@ -36,7 +36,7 @@ def _conv(block, name, h, w, cin, cout, k, stride, depthwise=False):
     op = (
         block,
         name,
-        "dwconv" if depthwise else "conv",
+        "dwconv" if depthwise else ("dense" if k == 1 and ho * wo == 1 else "conv"),
         (1, h, w, cin),
         (1, ho, wo, cout),
         ho * wo * params,
@@ -144,7 +144,7 @@ def count_params(arch, classes=1000, trainable=True) -> int:
     total = 0
     for op in architecture_ops(arch, 32, classes):
         total += op[6]
-        if op[2] in ("conv", "dwconv") or op[0] == "head":
+        if op[0] != "classifier" and op[2] != "pool":
             total += per_bn * op[4][-1]  # every conv of the builder is a ConvBN
     return total
 
