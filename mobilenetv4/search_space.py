@@ -207,7 +207,7 @@ class SearchSpace:
             for k, v in coarse_values.items()
             if k.endswith(("/width", "/present")) or ("/block" not in k and k.endswith("/expand"))
         }
-        return dataclasses.replace(self, stage="fine", fixed=()).with_fixed(keep)
+        return dataclasses.replace(self, stage="fine").with_fixed(keep)
 
     # --- values <-> architectures ----------------------------------------------------------
 
