@@ -26,6 +26,7 @@ import sys
 import tempfile
 import time
 
+from experiments.nas import read_json
 from mobilenetv4 import cli, fileio, search_space, spec_costs, specs
 from mobilenetv4.cli import UserError
 
@@ -112,13 +113,7 @@ def load(path, input_size=None, device=None):
       input_size: the search's resolution (None: any).
       device: the search's device (None: any).
     """
-    try:
-        with open(path) as f:
-            table = json.load(f)
-    except OSError as e:
-        raise UserError(f"cannot read latency table {path}: {e.strerror}") from None
-    except ValueError:
-        raise UserError(f"latency table {path} is not JSON") from None
+    table = read_json(path, "latency table")
     if not isinstance(table, dict) or "entries" not in table or "device" not in table:
         raise UserError(f"{path} is not a latency table (no device / entries)")
     if input_size is not None and int(table["input_size"]) != int(input_size):

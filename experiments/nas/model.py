@@ -5,13 +5,11 @@
         --model_dir=/tmp/nas_found
 """
 
-import json
-
 import gin
 
 from experiments import trainer as trainer_lib
+from experiments.nas import read_json
 from mobilenetv4 import build_record, builder, search_space
-from mobilenetv4.cli import UserError
 
 
 def load_architecture(path):
@@ -20,13 +18,7 @@ def load_architecture(path):
     Args:
       path: JSON file written by experiments.nas.search (or architecture_to_dict's output).
     """
-    try:
-        with open(path) as f:
-            data = json.load(f)
-    except OSError as e:
-        raise UserError(f"cannot read architecture {path}: {e.strerror}") from None
-    except ValueError:
-        raise UserError(f"architecture {path} is not JSON") from None
+    data = read_json(path, "architecture")
     if isinstance(data, dict) and isinstance(data.get("architecture"), dict):
         data = data["architecture"]
     return search_space.architecture_from_dict(data)
