@@ -1,8 +1,8 @@
 r"""Measured-latency cost model: every candidate block benchmarked once, cached, summed.
 
     python -m experiments.nas.latency_table --space quickstart --stage one_stage \
-        --output /tmp/nas_latency.json --num_runs 100 --repeats 3
-    python -m experiments.nas.latency_table --space quickstart --output /tmp/nas_latency.json \
+        --table /tmp/nas_latency.json --num_runs 100 --repeats 3
+    python -m experiments.nas.latency_table --space quickstart --table /tmp/nas_latency.json \
         --validate 20 --report /tmp/nas_latency_check.json
 
 A row of the table is one block of the network (the stem, a block row of specs at its input shape,
@@ -370,14 +370,16 @@ def parse_args(argv=None):
     )
     parser.add_argument("--space", default="quickstart", help="search space name")
     parser.add_argument("--stage", default="one_stage", help="coarse, fine or one_stage")
-    parser.add_argument("--output", required=True, help="the table (JSON); extended if it exists")
+    parser.add_argument(
+        "--table", required=True, help="the table (JSON): a cache, read and extended in place"
+    )
     parser.add_argument("--input_size", type=int, default=None, help="default: the space's")
     parser.add_argument("--classes", type=int, default=10)
     parser.add_argument("--device", default=None, help="device name recorded (default: this CPU)")
     parser.add_argument("--precision", default="fp32", choices=("fp32", "int8"))
     parser.add_argument("--validate", type=int, default=0, help="sampled whole architectures")
     parser.add_argument("--report", default=None, help="JSON file for the --validate result")
-    parser.add_argument("--overwrite", action="store_true")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --report")
     cli.add_protocol_flags(parser)
     return parser.parse_args(argv)
 
@@ -391,10 +393,10 @@ def main(argv=None):
         k: getattr(args, k) for k in ("num_runs", "repeats", "warmup_runs", "num_threads", "core")
     }
     if args.report:
-        fileio.check_outputs([args.report], overwrite=args.overwrite)
+        fileio.check_outputs([args.report], overwrite=args.overwrite, flag="--report")
     rows = space_rows(space, size, args.classes)
     table = measure(
-        args.output,
+        args.table,
         rows,
         input_size=size,
         classes=args.classes,
