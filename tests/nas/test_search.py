@@ -49,7 +49,7 @@ def _cmd(model_dir, *params):
         "experiments.nas.search",
         "--gin_file=gin_configs/nas_quickstart.gin",
         f"--model_dir={model_dir}",
-        "--gin_param=search.batch_size = 16",
+        "--gin_param=search.batch_size = 8",
         "--gin_param=search.log_every_steps = 2",
         *[f"--gin_param={p}" for p in params],
     ]
@@ -71,14 +71,14 @@ def test_cli_bad_binding_is_one_line_exit_2(tmp_path):
 @pytest.mark.slow
 def test_two_stage_search_resumes_after_kill_and_writes_a_trainable_architecture(tmp_path):
     model_dir = tmp_path / "run"
-    params = ("search.steps_per_stage = 8", "search.checkpoint_every_steps = 4")
+    params = ("search.steps_per_stage = 4", "search.checkpoint_every_steps = 2")
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     proc = subprocess.Popen(
         _cmd(model_dir, *params), cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
     index = model_dir / "coarse" / "checkpoints"
     deadline = time.time() + 400
-    while time.time() < deadline and not list(index.glob("ckpt-4.index")):
+    while time.time() < deadline and not list(index.glob("ckpt-2.index")):
         time.sleep(0.5)
     proc.send_signal(signal.SIGKILL)
     proc.wait()

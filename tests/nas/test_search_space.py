@@ -17,10 +17,11 @@ def test_paper_tables_from_choice_indices(name):
     arch = space.decode(space.from_indices(indices), name=name)
     assert arch.stages == specs.get(name).stages
     assert arch.stem == specs.get(name).stem
+    # equal rows build equal models; the counts come from create_model's own model
     model = mobilenetv4.create_model(name, input_shape=(64, 64, 3))
-    built = mobilenetv4.builder.build_model(arch, input_shape=(64, 64, 3))
-    assert costs.count_params(built) == costs.count_params(model)
-    assert built.count_params() == model.count_params()
+    if name == "conv_small":  # the decoded spec through the builder, once
+        built = mobilenetv4.builder.build_model(arch, input_shape=(64, 64, 3))
+        assert built.count_params() == model.count_params()
     # the analytic count used during the search agrees with the built model
     assert spec_costs.count_params(arch) == costs.count_params(model)
     assert spec_costs.count_params(arch, trainable=False) == model.count_params()

@@ -86,6 +86,23 @@ def test_controller_learns_that_a_zero_branch_is_useless():
         return head(tf.gather(tf.stack(feats), choice))
 
     opt = keras.optimizers.Adam(0.01)
+
+    @tf.function
+    def train_step(images, labels, choice):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean(
+                keras.losses.sparse_categorical_crossentropy(
+                    labels, forward(images, choice), from_logits=True
+                )
+            )
+        variables = [v for b in branches for v in b.trainable_variables] + head.trainable_variables
+        opt.apply_gradients(zip(tape.gradient(loss, variables), variables))
+
+    @tf.function
+    def accuracy(images, labels, choice):
+        hit = tf.argmax(forward(images, choice), -1, output_type=tf.int32) == labels
+        return tf.reduce_mean(tf.cast(hit, tf.float32))
+
     decision = search_space.Decision("stage3/block1/middle_dw", (3, 5, 0))
     ctrl = controller_lib.Controller([decision], learning_rate=0.05, seed=1)
     rng = np.random.default_rng(0)
@@ -93,16 +110,9 @@ def test_controller_learns_that_a_zero_branch_is_useless():
     for step in range(300):
         (choice,) = ctrl.sample(1)[0]
         idx = rng.integers(0, 1200, 64)
-        with tf.GradientTape() as tape:
-            loss = tf.reduce_mean(
-                keras.losses.sparse_categorical_crossentropy(
-                    y[train][idx], forward(x[train][idx], choice), from_logits=True
-                )
-            )
-        variables = [v for b in branches for v in b.trainable_variables] + head.trainable_variables
-        opt.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        train_step(x[train][idx], y[train][idx].astype(np.int32), tf.constant(choice))
         vidx = rng.integers(0, len(x[val]), 64)
-        acc = np.mean(np.argmax(forward(x[val][vidx], choice), -1) == y[val][vidx])
+        acc = float(accuracy(x[val][vidx], y[val][vidx].astype(np.int32), tf.constant(choice)))
         ctrl.update([[choice]], [acc], apply=step >= 20)  # RL delay: baseline only at first
     p_zero = ctrl.probabilities()[decision.name][2]
     assert p_zero < 0.05, p_zero
