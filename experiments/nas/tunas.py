@@ -95,6 +95,12 @@ class _Stage:
         self.replicas = strategy.num_replicas_in_sync
         self.global_batch = cfg["batch_size"] * self.replicas
         self.steps_per_epoch = data.steps_per_epoch(self.global_batch)
+        logging.info(
+            "stage %s: %d replica(s), each sampling its own architecture; %d decisions",
+            space.stage,
+            self.replicas,
+            len(space.decisions),
+        )
         with strategy.scope():
             self.net = supernet_lib.Supernet(space, data.num_classes, dropout=0.0)
             self.net(
