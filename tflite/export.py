@@ -611,11 +611,8 @@ def resolve(args, log=print) -> dict:
             f"{args.checkpoint} has no build record ({build_record.RUN_FILE}); pass --model "
             "(and --classes / --input_size as trained)"
         )
-    if record is not None and not record.get("model"):
-        raise ToolError(
-            f"{record_path} holds a searched architecture, not a registered model; "
-            "tflite.export builds registered models only (pass --model for another)"
-        )
+    if record is not None and not record.get("model") and not args.model:
+        return _resolve_searched(args, record)
     ref = model_names.parse(args.model, check=False) if args.model else None
     size = tuple(args.input_size) if args.input_size else (ref.size if ref and ref.size else None)
     if size is not None and len(size) == 1:
@@ -679,6 +676,37 @@ def resolve(args, log=print) -> dict:
         crop_fraction=merged.get("eval_crop_fraction"),
         model_overrides=overrides,
         record=record,
+    )
+
+
+def _resolve_searched(args, record) -> dict:
+    """Settings for weights of a searched architecture (experiments.nas): the model is rebuilt
+    from the record's architecture spec (never deserialised from the file) and its weights
+    loaded here; export() takes it as `keras_model`."""
+    from mobilenetv4 import builder, search_space
+    from mobilenetv4.weights import keras_file
+
+    arch = search_space.architecture_from_dict(record["architecture"])
+    size = args.input_size or record.get("input_size") or [arch.default_size]
+    size = (int(size[0]), int(size[-1]))
+    classes = int(args.classes or record.get("build", {}).get("classes") or 1000)
+    model = builder.build_model(arch, input_shape=(*size, 3), classes=classes)
+    path = args.checkpoint or args.weights
+    if args.checkpoint or os.path.exists(args.weights + ".index"):
+        restore_checkpoint(model, path, args.raw_weights)
+    else:
+        keras_file.load_weights(model, path)
+    return dict(
+        model_name=f"searched:{arch.name}",
+        input_size=size,
+        classes=classes,
+        preprocessing=args.preprocessing
+        or record.get("preprocessing")
+        or preprocessing_lib.DEFAULT_NORMALIZATION,
+        crop_fraction=args.eval_crop_fraction or record.get("eval_crop_fraction"),
+        model_overrides={},
+        record=record,
+        keras_model=model,
     )
 
 
