@@ -1,9 +1,12 @@
 """mobilenetv4: MobileNetV4 (Qin et al., 2024) for TensorFlow / tf_keras.
 
-`pip install -e .` installs every runtime dependency. `pip install -e .[dev]` adds the test tools.
+`pip install -e .` installs every runtime dependency. `pip install -e .[dev]` adds the test tools and
+the `npu` extra (Intel's OpenVINO plugin for LiteRT's NPU path).
 """
 
 from setuptools import find_packages, setup
+
+NPU = ["ai-edge-litert-sdk-intel~=2.3.0", "openvino>=2025.1"]
 
 setup(
     name="mobilenetv4",
@@ -22,7 +25,7 @@ setup(
         "tensorflow-datasets>=4.9",
         "gin-config>=0.5",
         "absl-py>=1.0",
-        "ai-edge-litert>=1.2",
+        "ai-edge-litert>=2.3",  # CompiledModel with GPU/NPU accelerators, AOT compilation
         "safetensors>=0.4",
         "numpy>=1.26",
         "scipy>=1.10",
@@ -31,6 +34,8 @@ setup(
         "pillow>=10",
     ],
     extras_require={
-        "dev": ["pytest>=8", "pytest-timeout>=2", "pytest-xdist>=3", "ruff==0.17.5"],
+        # Intel's OpenVINO plugin for LiteRT's NPU path (AOT compile + dispatch), offline from PyPI.
+        "npu": NPU,
+        "dev": ["pytest>=8", "pytest-timeout>=2", "pytest-xdist>=3", "ruff==0.17.5", *NPU],
     },
 )

@@ -32,6 +32,7 @@ from mobilenetv4.cli import UserError
 
 FORMAT = 1
 H5_ATTRIBUTE = "mobilenetv4_build"
+KERAS_ENTRY = "mobilenetv4_build.json"  # an extra member of a .keras zip (tf_keras ignores it)
 RUN_FILE = "build.json"
 # Fields whose disagreement between a file and the model it is loaded into is an error.
 IDENTITY_FIELDS = ("model", "architecture")
@@ -115,6 +116,30 @@ def read_h5(path: str | os.PathLike) -> Optional[dict]:
     return _parse(raw, path)
 
 
+def write_keras(path: str | os.PathLike, record: dict) -> None:
+    """Adds `record` to a `.keras` file as the zip member KERAS_ENTRY (call on the temporary file
+    before its rename)."""
+    import zipfile
+
+    with zipfile.ZipFile(os.fspath(path), "a") as archive:
+        archive.writestr(KERAS_ENTRY, json.dumps(record))
+
+
+def read_keras(path: str | os.PathLike) -> Optional[dict]:
+    """The record of a `.keras` file, or None for a record-less (or unreadable) one."""
+    import zipfile
+
+    path = os.fspath(path)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            if KERAS_ENTRY not in archive.namelist():
+                return None
+            raw = archive.read(KERAS_ENTRY).decode("utf-8", "replace")
+    except (OSError, zipfile.BadZipFile):
+        return None  # the weights loader reports it
+    return _parse(raw, path)
+
+
 def write_run(model_dir: str | os.PathLike, record: dict) -> str:
     from mobilenetv4 import fileio
 
@@ -142,6 +167,8 @@ def read(path: str | os.PathLike) -> Optional[dict]:
         return record
     if path.endswith((".h5", ".hdf5")):
         return read_h5(path)
+    if path.endswith(".keras"):
+        return read_keras(path)
     parent = os.path.dirname(path)
     if os.path.basename(parent) == "checkpoints":
         return read_run(os.path.dirname(parent))
@@ -189,6 +216,20 @@ def merge(record: Optional[dict], explicit: dict, log=print, source: str = "") -
     return merged
 
 
+def _recorded_default(record: dict, key: str):
+    """What create_model used for `key` when the record says None (unknown: None)."""
+    if key == "attention_type":
+        return "mobile_mqa"
+    if key == "width_multiplier":
+        from mobilenetv4 import specs
+
+        try:
+            return specs.get(record.get("model")).width_multiplier
+        except (KeyError, ValueError, TypeError):
+            return None
+    return None
+
+
 def check_compatible(
     record: Optional[dict], model_name: Optional[str], build: dict, where: str
 ) -> None:
@@ -203,13 +244,12 @@ def check_compatible(
         )
     recorded = record.get("build", {})
     for key in BUILD_IDENTITY_KEYS:
-        if (
-            key in recorded
-            and key in build
-            and build[key] is not None
-            and recorded[key] is not None
-            and recorded[key] != build[key]
-        ):
+        if key not in recorded or build.get(key) is None:
+            continue  # not recorded, or the caller leaves it to the record
+        # A recorded None is create_model's default (the architecture's width, Mobile MQA), not
+        # "any value".
+        have = _recorded_default(record, key) if recorded[key] is None else recorded[key]
+        if have is not None and have != build[key]:
             raise UserError(
                 f"{where} was built with {key}={recorded[key]!r}, but the model asks "
                 f"for {key}={build[key]!r}; drop the override or use matching weights"

@@ -10,8 +10,9 @@ arguments - symmetric padding, BN epsilon 1e-5, width, classes -, the tag's eval
 preprocessing, and the tag's config), so `create_model(NAME, weights=OUT)` and
 `python -m tflite.export --model NAME --weights OUT` rebuild the right model with no extra flags,
 and refuse the file for another model, class count or width.
-`--output *.keras`: the whole model (any input size). `create_model(NAME, weights=OUT)` reads
-its weights; `tf_keras.models.load_model(OUT)` also works but needs this package's layers
+`--output *.keras`: the whole model (any input size) with the same build record (a zip member
+`mobilenetv4_build.json`). `create_model(NAME, weights=OUT)` reads its weights and record;
+`tf_keras.models.load_model(OUT)` also works but needs this package's layers
 (`import mobilenetv4` first) and deserialises the file's architecture, so use it only on files
 you made yourself.
 
@@ -156,10 +157,14 @@ def convert(
     )
     expected = model(x, training=False).numpy()
     with fileio.atomic_path(output) as tmp:
+        from mobilenetv4 import build_record  # pylint: disable=g-import-not-at-top
+
+        record = build_record_for(name, build, cfg)
         if output.endswith(".keras"):
             model.save(tmp)
+            build_record.write_keras(tmp, record)
         else:
-            keras_file.save_weights(model, tmp, build_record_for(name, build, cfg))
+            keras_file.save_weights(model, tmp, record)
         # Verify the written file (weights only, as every reader here does) before it is renamed.
         reloaded = mobilenetv4.create_model(name, weights=tmp, input_shape=(None, None, 3), **build)
         diff = float(np.abs(reloaded(x, training=False).numpy() - expected).max())

@@ -23,6 +23,10 @@ from mobilenetv4 import cli, fileio, tables
 from tflite import analysis, benchmark
 
 OUTPUTS = ("ablations.md", "ablations.json")
+WEIGHTS = (
+    "stand-in (random init, layer scale ~1, BN statistics from 16 normal-noise feature maps; "
+    "tflite.models.stand_in_statistics)"
+)
 
 # name: (height/width, channels, heads, dim, kv_strides, blocks, attention_type)
 VARIANTS = {
@@ -198,12 +202,21 @@ def main(argv=None):
             "partitions": st.delegate_partitions,
             "undelegated": st.undelegated_ops,
         }
-    text = ablation_tables(rows) + "\n" + benchmark.protocol_line(result["protocol"]) + "\n"
+    text = (
+        ablation_tables(rows)
+        + "\n"
+        + benchmark.protocol_line(result["protocol"])
+        + f"\n\nWeights: {WEIGHTS}.\n"
+    )
     print("\n" + text)
     fileio.write_text(md_path, text)
     fileio.write_json(
         json_path,
-        {"protocol": result["protocol"], "rows": {f"{k[0]}/{k[1]}": v for k, v in rows.items()}},
+        {
+            "protocol": result["protocol"],
+            "weights": WEIGHTS,
+            "rows": {f"{k[0]}/{k[1]}": v for k, v in rows.items()},
+        },
     )
     print(f"wrote {md_path} and {json_path}")
 

@@ -21,7 +21,17 @@ DELEGATE_FLAGS = {
     "cpu": ["--use_xnnpack=true"],
     # FP16 is the paper's GPU precision; the GPU delegate then computes in half precision.
     "gpu": ["--use_gpu=true", "--gpu_precision_loss_allowed=true"],
+    # Older Snapdragons (Hexagon DSP delegate; its libraries pushed with --push).
     "hexagon": ["--use_hexagon=true", f"--hexagon_lib_path={REMOTE_DIR}"],
+    # LiteRT's NPU path: a model AOT-compiled for the device's SoC (tflite.export --npu), run by
+    # LiteRT's benchmark binary with the vendor's dispatch library (libLiteRtDispatch_*.so, pushed
+    # with --push) and without CPU fallback, so a partial delegation fails instead of timing the CPU.
+    "npu": [
+        "--use_npu=true",
+        "--use_cpu=false",
+        "--require_full_delegation=true",
+        f"--dispatch_library_dir={REMOTE_DIR}",
+    ],
     "nnapi": ["--use_nnapi=true"],
 }
 _AVG = re.compile(r"Inference \(avg\):\s*([-+]?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)")

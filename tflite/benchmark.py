@@ -52,8 +52,11 @@ def appendix_b(
     warmup_runs: int = 20,
     core: int | str = "fastest",
     log=print,
+    prepare=prepare,
 ) -> dict:
-    """Runs the protocol on every model, interleaved; returns the JSON-able result."""
+    """Runs the protocol on every model, interleaved; returns the JSON-able result. `prepare` loads
+    one model and warms it up (an object with `invoke()`: an interpreter, or an accelerator's
+    `tflite.accelerators.Runner`)."""
     if num_runs < 1 or repeats < 1 or num_threads < 1:
         raise UserError("--num_runs, --repeats and --num_threads must be at least 1")
     if core == "none":
@@ -258,6 +261,20 @@ def parse_args(argv=None):
         "--output PATH.json)",
     )
     p.add_argument("--table", metavar="PREFIX", help=argparse.SUPPRESS)  # deprecated
+    p.add_argument(
+        "--accelerator",
+        default=None,
+        help="cpu, gpu or npu: run through LiteRT's CompiledModel on that accelerator, report "
+        "whether every op is on it, the first-run compile time and the SQNR against the CPU "
+        "(XNNPACK) run (tflite.accelerators); with --adb: cpu, gpu, npu, hexagon or nnapi, "
+        "passed to benchmark_model",
+    )
+    p.add_argument(
+        "--check_images",
+        default="sklearn_digits",
+        help="real images for the --accelerator check (a tflite.calibration source; default "
+        "sklearn_digits, offline), or 'none' to skip it",
+    )
     a = p.add_argument_group("Android (--adb); untested on a real device")
     a.add_argument(
         "--adb", action="store_true", help="run on an Android device with benchmark_model"
@@ -277,6 +294,10 @@ def parse_args(argv=None):
         help="extra files to push, comma-separated (e.g. Hexagon libraries)",
     )
     args = p.parse_args(argv)
+    if args.accelerator is not None:
+        from tflite import accelerators
+
+        accelerators.check_accelerator_flag(args, p)
     if not args.adb and (args.delegate != "cpu" or args.serial):
         p.error("--delegate and --serial apply to --adb runs only")
     if args.adb and args.core != "fastest":
@@ -340,6 +361,10 @@ def main(argv=None):
             },
             "models": models,
         }
+    elif args.accelerator:
+        from tflite import accelerators
+
+        result = accelerators.benchmark_cli(args, log)
     else:
         for path in args.models:
             runtime.read_model(path)  # fail fast on a missing or corrupt file

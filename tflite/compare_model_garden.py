@@ -1,23 +1,32 @@
-"""Our MobileNetV4 vs Model Garden's, exported the same way, timed with the Appendix B protocol
-interleaved in one run; prints the table with ratios and writes it as Markdown/CSV/JSON.
+"""Our MobileNetV4's default INT8 export vs Model Garden's MobileNetV4 converted the way a Model
+Garden user converts it, timed with the Appendix B protocol interleaved in one run; prints the table
+with ratios and writes it as Markdown/CSV/JSON.
 
     python -m tflite.compare_model_garden --output_dir runs/compare_mg [--models conv_small,hybrid_medium]
         [--num_runs 1000 --repeats 5]
 
-Both sides get random weights with the same stand-in statistics (`models.stand_in_statistics`:
-layer scale 1, BN statistics from the same calibration images), the same pixel-input wrapper,
-the same converter settings and the same calibration images. Rows:
-  ours/<m>            our exporter's default INT8 (attention matmuls and softmax kept in float)
-  model_garden/<m>    Model Garden's backbone through the same exporter
-  model_garden/<m> (full int8 attention), ours/<m> (full int8 attention): every op quantized, the
-                      standard converter recipe (Model Garden's hybrid then runs its attention on
-                      the builtin kernels, in 9 XNNPACK partitions)
-  ours/<m> (int8 matmuls): `--attention_precision int8_matmul`, integer attention matmuls that
-                      XNNPACK still runs (K/V re-quantized to zero point 0), softmax in float
+Weights: neither side has trained weights, so both get stand-in weights
+(`models.stand_in_statistics`: random init, layer scale ~1, BN statistics re-estimated on the same
+calibration images) unless a row says "raw random init". Rows:
+  ours/<m>            `python -m tflite.export --model <m> --int8 --calibration random`'s graph: pixels
+                      in (normalisation folded into the stem), int8 io, attention matmuls and softmax
+                      in float
+  model_garden/<m> (standard export)
+                      Model Garden's backbone + classifier converted the standard way: a plain graph
+                      on normalised input (no pixel input), TFLITE_BUILTINS_INT8, int8 io, every op
+                      quantized. The ratio ours / this is what a Model Garden user would see
+  model_garden/<m> (standard export, raw random init)
+                      the same from Model Garden's own random initialisation, as an earlier
+                      independent comparison did: its K/V ranges come out symmetric (zero point 0),
+                      so XNNPACK runs its int8 attention matmuls, which no trained-like model gets
+  model_garden/<m> (our recipe): the plain graph with attention matmuls and softmax in float
+  ours/<m> (full int8 attention), ours/<m> (int8 matmuls): `--attention_precision int8` /
+                      `int8_matmul`
   ours/hybrid_medium without attention
                       hybrid_medium with its 8 Mobile MQA blocks removed (everything else equal):
                       splits the hybrid's cost into its convolutional part and its attention blocks
-Every model runs at its `Architecture.default_size` (Model Garden's at the same size as ours).
+Every model runs at its `Architecture.default_size` (Model Garden's at the same size as ours), on
+the same calibration images (uniform pixels; normalised for the plain graphs).
 Writes OUTPUT_DIR/comparison.md and comparison.json (refused if they exist, unless --overwrite);
 the converted .tflite files in OUTPUT_DIR are reused by later runs.
 """
@@ -34,17 +43,54 @@ from tflite import analysis, benchmark
 OUTPUTS = ("comparison.md", "comparison.json")
 
 NO_ATTENTION = "no_attention:"  # source prefix of the decomposition row
-# (label, source, model, attention precision)
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    side: str  # "ours", "model_garden" or "ours_without_attention"
+    attention: str = "float"  # tflite.export.ATTENTION_PRECISIONS
+    recipe: str = "export"  # "export": our pixel-input export; "plain": normalised input
+    stand_in: bool = True  # False: the model's own random initialisation
+
+    @property
+    def source_prefix(self):
+        return {
+            "ours": "",
+            "model_garden": "model_garden:",
+            "ours_without_attention": NO_ATTENTION,
+        }[self.side]
+
+    @property
+    def note(self):
+        if self.side == "ours_without_attention":
+            return " without attention"
+        if self.side == "model_garden" and self.attention == "int8":
+            return " (standard export" + ("" if self.stand_in else ", raw random init") + ")"
+        if self.side == "model_garden":
+            return " (our recipe)"
+        return {"int8": " (full int8 attention)", "int8_matmul": " (int8 matmuls)"}.get(
+            self.attention, ""
+        )
+
+    @property
+    def file_suffix(self):
+        recipe = "plain" if self.recipe == "plain" else "pixels"
+        return f"{recipe}_attn-{self.attention}_{'standin' if self.stand_in else 'randominit'}"
+
+
+OURS = Variant("ours")
+MG_STANDARD = Variant("model_garden", "int8", "plain")
 VARIANTS = {
-    "conv_small": [("ours", "", "float"), ("model_garden", "model_garden:", "float")],
-    "conv_medium": [("ours", "", "float")],
+    "conv_small": [OURS, MG_STANDARD],
+    "conv_medium": [OURS, MG_STANDARD],
     "hybrid_medium": [
-        ("ours", "", "float"),
-        ("model_garden", "model_garden:", "float"),
-        ("ours", "", "int8"),
-        ("model_garden", "model_garden:", "int8"),
-        ("ours", "", "int8_matmul"),
-        ("ours", NO_ATTENTION, "float"),
+        OURS,
+        MG_STANDARD,
+        Variant("model_garden", "int8", "plain", stand_in=False),
+        Variant("model_garden", "float", "plain"),
+        Variant("ours", "int8"),
+        Variant("ours", "int8_matmul"),
+        Variant("ours_without_attention"),
     ],
 }
 
@@ -75,7 +121,8 @@ def without_attention(name, input_shape):
     )
 
 
-def build_variant(source_prefix, name, size, attention, path, num_calibration, log):
+def build_variant(variant, name, size, path, num_calibration, log):
+    from mobilenetv4 import preprocessing
     from tflite import export, models
 
     if os.path.exists(path):  # a converted model from an earlier run (never code: a flatbuffer)
@@ -86,13 +133,24 @@ def build_variant(source_prefix, name, size, attention, path, num_calibration, l
     shape = (size, size, 3)
     float_model = (
         without_attention(name, shape)
-        if source_prefix == NO_ATTENTION
-        else models.build(source_prefix + name, shape)
+        if variant.side == "ours_without_attention"
+        else models.build(variant.source_prefix + name, shape)
     )
-    model = export.with_pixel_input(float_model, "imagenet", (size, size))
-    models.stand_in_statistics(model, images)
-    log(f"converting {source_prefix}{name} INT8 (attention {attention}) at {size}x{size} ...")
-    data = export.convert(model, "int8", "uint8", images, attention_precision=attention)
+    if variant.recipe == "plain":  # normalised input, as a Model Garden user feeds it
+        images = preprocessing.normalize(images).numpy()
+        model = export.with_pixel_input(float_model, "none", (size, size))
+        io = "int8"
+    else:
+        model = export.with_pixel_input(float_model, "imagenet", (size, size))
+        images, io = export.pin_pixel_range(images), "int8"
+    if variant.stand_in:
+        models.stand_in_statistics(model, images)
+    log(
+        f"converting {variant.source_prefix}{name} INT8 ({variant.recipe}, attention "
+        f"{variant.attention}, {'stand-in' if variant.stand_in else 'raw random init'}) "
+        f"at {size}x{size} ..."
+    )
+    data = export.convert(model, "int8", io, images, attention_precision=variant.attention)
     fileio.write_bytes(path, data)
 
 
@@ -128,22 +186,19 @@ def main(argv=None):
     rows = []
     for name in args.models:
         size = input_size(name)
-        for label, prefix, attention in VARIANTS[name]:
-            suffix, note = {
-                "int8": ("_fullint8attn", " (full int8 attention)"),
-                "int8_matmul": ("_int8matmul", " (int8 matmuls)"),
-            }.get(attention, ("", ""))
-            if prefix == NO_ATTENTION:
-                suffix, note = "_noattn", " without attention"
-            path = os.path.join(args.output_dir, f"{label}_{name}_int8{suffix}.tflite")
-            build_variant(prefix, name, size, attention, path, args.num_calibration, print)
-            side = "ours_without_attention" if prefix == NO_ATTENTION else label
+        for variant in VARIANTS[name]:
+            label = "ours" if variant.side == "ours_without_attention" else variant.side
+            file_name = f"{variant.side}_{name}_int8_{variant.file_suffix}.tflite"
+            path = os.path.join(args.output_dir, file_name)
+            build_variant(variant, name, size, path, args.num_calibration, print)
             rows.append(
                 {
-                    "label": f"{label}/{name}{note}",
+                    "label": f"{label}/{name}{variant.note}",
                     "name": name,
-                    "side": side,
-                    "attention": attention,
+                    "side": variant.side,
+                    "attention": variant.attention,
+                    "recipe": variant.recipe,
+                    "weights": "stand-in" if variant.stand_in else "random init",
                     "path": path,
                     "input": size,
                 }
@@ -167,30 +222,48 @@ def main(argv=None):
             macs=st.macs,
         )
 
-    def find(side, name, attention="float"):
+    def find(side, name, attention="float", recipe=None, weights="stand-in"):
         return next(
             (
                 r
                 for r in rows
-                if r["side"] == side and r["name"] == name and r["attention"] == attention
+                if r["side"] == side
+                and r["name"] == name
+                and r["attention"] == attention
+                and (recipe is None or r["recipe"] == recipe)
+                and r["weights"] == weights
             ),
             None,
         )
 
     ratios = []
     for name in args.models:
-        ours, mg = find("ours", name), find("model_garden", name)
+        ours, mg = find("ours", name), find("model_garden", name, "int8")
         if ours and mg:
-            ratios.append((f"ours/{name} / model_garden/{name} (both default export)", ours, mg))
-        mg_full = find("model_garden", name, "int8")
-        if ours and mg_full:
             ratios.append(
-                (f"ours/{name} / model_garden/{name} (full int8 attention)", ours, mg_full)
+                (
+                    f"ours/{name} / model_garden/{name} (standard export): what a Model Garden user "
+                    "sees",
+                    ours,
+                    mg,
+                )
             )
-        ours_full = find("ours", name, "int8")
-        if ours_full and mg_full:
+        mg_raw = find("model_garden", name, "int8", weights="random init")
+        if ours and mg_raw:
             ratios.append(
-                (f"ours/{name} / model_garden/{name}, both full int8 attention", ours_full, mg_full)
+                (
+                    f"ours/{name} / model_garden/{name} (standard export, raw random init)",
+                    ours,
+                    mg_raw,
+                )
+            )
+        mg_ours = find("model_garden", name, "float")
+        if ours and mg_ours:
+            ratios.append((f"ours/{name} / model_garden/{name} (our recipe)", ours, mg_ours))
+        ours_full = find("ours", name, "int8")
+        if ours_full and mg:
+            ratios.append(
+                (f"ours/{name} / model_garden/{name}, both full int8 attention", ours_full, mg)
             )
     hm, cm = find("ours", "hybrid_medium"), find("ours", "conv_medium")
     if hm and cm:
@@ -206,7 +279,8 @@ def main(argv=None):
 
     models_table = tables.Table(
         [
-            "model (INT8, uint8 io)",
+            "model (INT8, int8 io)",
+            "weights",
             "input",
             "MACs (M)",
             "median (ms)",
@@ -220,6 +294,7 @@ def main(argv=None):
         models_table.add(
             [
                 r["label"],
+                r["weights"],
                 str(r["input"]),
                 f"{r['macs'] / 1e6:.1f}",
                 f"{r['median_ms']:.3f}",

@@ -13,9 +13,18 @@ type, padding, preprocessing and eval crop come from the record, and a flag give
 overrides the recorded value (one `note:` line each). `--checkpoint DIR` restores the EMA weights
 when the run kept them (what the trainer evaluated), `--raw_weights` the raw ones.
 
-The exported graph takes pixels in [0, 255] (normalisation is part of the graph), static batch 1.
+The exported graph takes pixels in [0, 255], static batch 1. The normalisation is folded into the
+first convolution (kernel / std, the mean into its bias, the image padded with the mean pixel: exact;
+`tflite.fold`), so no op runs over the pixels before it; --no_fold keeps it as SUB/MUL ops in front.
 INT8: weights and activations int8, calibrated on --num_calibration images of --calibration;
---io sets the input/output type (uint8 by default: the input scale is then 1, zero point 0).
+--io sets the input/output type. The default int8 input has scale 1 and zero point -128: feed
+pixel - 128 as int8 (the uint8 pixel bytes with the top bit flipped, `pixels ^ 0x80` viewed as int8);
+the int8 logits dequantize with the output's scale and zero point. --io uint8 takes uint8 pixels as
+they are, at the cost of a uint8 -> int8 QUANTIZE over the image (and int8 -> uint8 at the output)
+that XNNPACK does not run. A model exported without --weights/--checkpoint gets stand-in weights
+(`tflite.models.stand_in_statistics`: random init, layer scale ~1, BN statistics re-estimated on the
+calibration images), so its latency and quantization figures are those of a trained-like network;
+the report's `weights` says which weights were used.
 After export a report (op histogram, TRANSPOSE count, XNNPACK partitions, size, fidelity against the
 float Keras model on held-out images, and the held-out top-1 of both when the data has labels) is
 printed and saved as OUTPUT.report.md / .report.json. Every file is written atomically; an
@@ -58,21 +67,46 @@ RECORD_BUILD_KEYS = (
     "stochastic_depth_rate",
     "classifier_activation",
 )
+# Calibration images for the stand-in statistics of an FP16/FP32 export without weights (an INT8
+# export re-estimates them on its own calibration images).
+STAND_IN_IMAGES = 64
 LABELLED_HELDOUT = 500  # default held-out images of a labelled source (top-1 resolution 0.2 points)
 UNLABELLED_HELDOUT = 64
 
 
-def with_pixel_input(model, preprocessing: str, input_size: tuple[int, int]):
-    """Static-batch-1 model on [0, 255] pixels: normalisation (mobilenetv4.preprocessing) + `model`."""
+def with_pixel_input(model, preprocessing: str, input_size: tuple[int, int], fold: bool = True):
+    """Static-batch-1 model on [0, 255] pixels: normalisation (mobilenetv4.preprocessing) + `model`.
+
+    fold=True (when `model` is ours: its first layer is the ConvBN `stem` on the input) folds the
+    normalisation into the stem (`FoldedStem`): no op runs over the pixels before the first
+    convolution. fold=False, or another model, puts a Normalization layer (SUB, MUL) in front."""
     import tf_keras as keras
+    from tflite import fold as fold_lib
 
     inputs = keras.Input(shape=(*input_size, 3), batch_size=1, name="pixels")
-    x = inputs
     mean_std = preprocessing_lib.mean_std_255(preprocessing)
+    stem = fold_lib.foldable_stem(model) if fold and mean_std is not None else None
+    if stem is not None:
+        mean, std = (np.array(v, np.float32) for v in mean_std)
+        rest = keras.Model(stem.output, model.output, name=f"{model.name}_after_stem")
+        x = fold_lib.FoldedStem(stem, mean, std, name="stem_on_pixels")(inputs)
+        return keras.Model(inputs, rest(x), name=f"{model.name}_pixels")
+    x = inputs
     if mean_std is not None:
         mean, std = (np.array(v, np.float32) for v in mean_std)
         x = keras.layers.Normalization(mean=mean, variance=std**2, name="normalize")(x)
     return keras.Model(inputs, model(x), name=f"{model.name}_pixels")  # training flag propagates
+
+
+def pin_pixel_range(images: np.ndarray) -> np.ndarray:
+    """Calibration pixels with one pixel of the first image set to 0 and one to 255, so that the
+    calibrated input range is exactly [0, 255]: an int8 input then has scale 1 and zero point -128
+    (q = pixel - 128, i.e. the uint8 pixel bytes with the top bit flipped)."""
+    images = np.array(images, np.float32, copy=True)
+    if len(images):
+        images[0, 0, 0, :] = 0.0
+        images[0, 0, -1, :] = 255.0
+    return images
 
 
 def convert(
@@ -250,11 +284,13 @@ def export(
     tfds_data_dir=None,
     model_overrides=None,
     keras_model=None,
+    keras_model_weights="caller's model",
     attention_precision="float",
     crop_fraction=None,
     record=None,
     overwrite=False,
     edgetpu=False,
+    fold_normalization=True,
     log=print,
 ) -> dict:
     """Builds (or takes) the float model, converts it, analyses the result; returns the report.
@@ -263,9 +299,10 @@ def export(
     training data); the caller has already merged it into the other arguments (see `main`).
     The .tflite, its reports and the EdgeTPU outputs are written atomically (fileio); existing
     ones are refused unless `overwrite`, and none may be an input of this export."""
+    from tflite import fold as fold_lib
     from tflite import models
 
-    io = io or ("uint8" if precision == "int8" else "float")
+    io = io or ("int8" if precision == "int8" else "float")
     if io not in IO_TYPES:
         raise ToolError(f"--io must be one of {IO_TYPES}")
     if precision != "int8" and io != "float":
@@ -300,7 +337,7 @@ def export(
 
     t0 = time.time()
     if keras_model is not None:
-        weights_kind, weights_path = "caller's model", None
+        weights_kind, weights_path = keras_model_weights, None
     else:
         file_weights = weights if weights and not os.path.exists(weights + ".index") else None
         keras_model = models.build(
@@ -317,9 +354,8 @@ def export(
         elif weights:
             weights_path, weights_kind = weights, (record or {}).get("weights") or "unrecorded"
         else:
-            weights_path, weights_kind = None, "random init"
-    log(f"weights: {weights_kind}" + (f" ({weights_path})" if weights_path else ""))
-    model = with_pixel_input(keras_model, preprocessing, input_size)
+            weights_path, weights_kind = None, models.STAND_IN
+    model = with_pixel_input(keras_model, preprocessing, input_size, fold=fold_normalization)
 
     source = calibration_source or "random"
     if calibration_source is None and trained_on:
@@ -332,7 +368,8 @@ def export(
     labelled = calibration.is_trainer_spec(source) or source.startswith("tfds:")
     if num_heldout is None:
         num_heldout = LABELLED_HELDOUT if labelled else UNLABELLED_HELDOUT
-    n_cal = num_calibration if precision == "int8" else 0
+    stand_in = weights_kind == models.STAND_IN
+    n_cal = num_calibration if precision == "int8" else (STAND_IN_IMAGES if stand_in else 0)
     log(f"images: {n_cal} for calibration + up to {num_heldout} held out, from {source}")
     images = calibration.load(
         source,
@@ -344,13 +381,18 @@ def export(
         tfds_data_dir=tfds_data_dir,
         log=log,
     )
+    if stand_in:
+        models.stand_in_statistics(model, images.calibration)
+        weights_kind = models.stand_in_label(len(images.calibration), source)
+    log(f"weights: {weights_kind}" + (f" ({weights_path})" if weights_path else ""))
     log(
         f"converting {model_name} to {precision.upper()} (io {io}) at {input_size[0]}x{input_size[1]} ..."
     )
-    data = convert(
-        model, precision, io, images.calibration, attention_precision=attention_precision
-    )
-    keras_logits = model.predict(images.heldout, batch_size=16, verbose=0)
+    representative = pin_pixel_range(images.calibration) if precision == "int8" else None
+    data = convert(model, precision, io, representative, attention_precision=attention_precision)
+    # the reference is the float network as built, normalisation as separate ops (not folded)
+    reference = with_pixel_input(keras_model, preprocessing, input_size, fold=False)
+    keras_logits = reference.predict(images.heldout, batch_size=16, verbose=0)
     with fileio.atomic_path(output) as tmp:  # renamed into place only once it loads and runs
         with open(tmp, "wb") as f:
             f.write(data)
@@ -377,6 +419,13 @@ def export(
         "eval_crop_fraction": crop_fraction,
         "weights": weights_kind,
         "weights_path": weights_path,
+        "normalization": (
+            "folded into the stem"
+            if fold_lib.foldable_stem(keras_model) and fold_normalization
+            else "separate ops"
+        )
+        if preprocessing_lib.mean_std_255(preprocessing)
+        else None,
         "build_record": build_record.describe(record) if record else None,
         "graph": stats.to_dict(),
         "fidelity": fid,
@@ -461,7 +510,11 @@ def parse_args(argv=None):
         f"labelled dataset spec, {UNLABELLED_HELDOUT} otherwise)",
     )
     p.add_argument(
-        "--io", choices=IO_TYPES, default=None, help="INT8 input/output type (default uint8)"
+        "--io",
+        choices=IO_TYPES,
+        default=None,
+        help="INT8 input/output type (default int8: scale 1, zero point -128, feed "
+        "pixel - 128; uint8 adds QUANTIZE ops outside XNNPACK)",
     )
     p.add_argument(
         "--preprocessing",
@@ -513,6 +566,15 @@ def parse_args(argv=None):
     p.add_argument(
         "--edgetpu", action="store_true", help="compile with edgetpu_compiler (INT8 only)"
     )
+    p.add_argument(
+        "--no_fold",
+        action="store_true",
+        help="keep the normalisation as separate SUB/MUL ops in front of the network instead of "
+        "folding it into the first convolution (the graph before folding, for comparison)",
+    )
+    from tflite import accelerators  # --check ACCELERATOR, --npu VENDOR[:TARGET]
+
+    accelerators.add_export_flags(p)
     args = p.parse_args(argv)
     if args.input_size is not None and len(args.input_size) > 2:
         p.error("--input_size takes H or H W")
@@ -549,11 +611,8 @@ def resolve(args, log=print) -> dict:
             f"{args.checkpoint} has no build record ({build_record.RUN_FILE}); pass --model "
             "(and --classes / --input_size as trained)"
         )
-    if record is not None and not record.get("model"):
-        raise ToolError(
-            f"{record_path} holds a searched architecture, not a registered model; "
-            "tflite.export builds registered models only (pass --model for another)"
-        )
+    if record is not None and not record.get("model") and not args.model:
+        return _resolve_searched(args, record)
     ref = model_names.parse(args.model, check=False) if args.model else None
     size = tuple(args.input_size) if args.input_size else (ref.size if ref and ref.size else None)
     if size is not None and len(size) == 1:
@@ -620,6 +679,37 @@ def resolve(args, log=print) -> dict:
     )
 
 
+def _resolve_searched(args, record) -> dict:
+    """Settings for weights of a searched architecture (experiments.nas): the model is rebuilt
+    from the record's architecture spec (never deserialised from the file) and its weights
+    loaded here; export() takes it as `keras_model`."""
+    from mobilenetv4 import builder, search_space
+    from mobilenetv4.weights import keras_file
+
+    arch = search_space.architecture_from_dict(record["architecture"])
+    size = args.input_size or record.get("input_size") or [arch.default_size]
+    size = (int(size[0]), int(size[-1]))
+    classes = int(args.classes or record.get("build", {}).get("classes") or 1000)
+    model = builder.build_model(arch, input_shape=(*size, 3), classes=classes)
+    path = args.checkpoint or args.weights
+    if args.checkpoint or os.path.exists(args.weights + ".index"):
+        restore_checkpoint(model, path, args.raw_weights)
+    else:
+        keras_file.load_weights(model, path)
+    return dict(
+        model_name=f"searched:{arch.name}",
+        input_size=size,
+        classes=classes,
+        preprocessing=args.preprocessing
+        or record.get("preprocessing")
+        or preprocessing_lib.DEFAULT_NORMALIZATION,
+        crop_fraction=args.eval_crop_fraction or record.get("eval_crop_fraction"),
+        model_overrides={},
+        record=record,
+        keras_model=model,
+    )
+
+
 @cli.entry_point
 def main(argv=None):
     args = parse_args(argv)
@@ -631,9 +721,12 @@ def main(argv=None):
                 "--edgetpu needs a full-integer model: use --int8 with --io uint8 or int8"
             )
         edgetpu.require_compiler()
+    from tflite import accelerators
+
+    plan = accelerators.export_plan(args)  # before any work: names, SDKs, outputs
     settings = resolve(args)
     model_name = settings.pop("model_name")
-    return export(
+    report = export(
         model_name,
         args.precision,
         args.output,
@@ -648,8 +741,11 @@ def main(argv=None):
         attention_precision=args.attention_precision or ("int8" if args.edgetpu else "float"),
         overwrite=args.overwrite,
         edgetpu=args.edgetpu,
+        fold_normalization=not args.no_fold,
         **settings,
     )
+    report = accelerators.after_export(args, report, plan)
+    return False if report.get("check_failed") else report  # exit 1 when the check failed
 
 
 if __name__ == "__main__":

@@ -63,35 +63,51 @@ def build(
         ) from None
 
 
-def stand_in_statistics(model, images, batch_size: int = 32, seed: int = 0, num_batches: int = 1):
-    """Makes a random-weight model behave numerically like a trained one, for latency and
-    quantization tests without checkpoints: layer-scale gammas set to 1 (random init leaves them at
-    1e-5, which shrinks hybrid activations towards zero stage after stage), BatchNorm betas drawn
-    from N(0, 0.1^2) (zero betas give degenerate all-zero offsets no trained model has), and every
-    BatchNorm's moving statistics re-estimated from training-mode passes over `images`: the first
-    `num_batches` batches of `batch_size`, averaged cumulatively (each batch weighs the same)."""
+STAND_IN = "stand-in"  # the `weights` of a report for a model exported without weights
+
+
+def stand_in_label(num_images: int, source: str) -> str:
+    """What a report says about stand-in weights (see `stand_in_statistics`)."""
+    return (
+        f"{STAND_IN} (random init, layer scale ~1, BN statistics from {num_images} {source} "
+        "images; no trained weights: latency and quantization figures only)"
+    )
+
+
+def stand_in_statistics(
+    model, images, batch_size: int = 32, seed: int = 0, num_batches: int | None = None
+):
+    """Trained-like stand-in weights for a random-init model, so that latency and quantization
+    figures mean something without a checkpoint (random init is numerically degenerate: a hybrid's
+    layer scale of 1e-5 shrinks its logits to ~1e-15, SQNR 0 dB, and float attention may run on
+    denormals). Keeps the random kernels; layer-scale gammas drawn uniformly in [0.9, 1.1];
+    BatchNorm betas from N(0, 0.1^2) (zero betas give degenerate all-zero offsets no trained model
+    has); every BatchNorm's moving statistics re-estimated in training mode over all of `images`
+    (batches of `batch_size`, cumulative average; only the first `num_batches` when given), so
+    activations are O(1) everywhere. `images` are the model's own inputs (pixels for a pixel-input
+    export). Returns `model`."""
     import tf_keras as keras
     import numpy as np
 
     bn_types = (keras.layers.BatchNormalization, keras.layers.experimental.SyncBatchNormalization)
     bns = [m for m in model.submodules if isinstance(m, bn_types)]
+    rng = np.random.default_rng(seed)
     for m in model.submodules:  # ours: LayerScale.gamma; Model Garden: MNV4LayerScale._gamma
         if "LayerScale" in type(m).__name__:
             gamma = m.gamma if hasattr(m, "gamma") else m._gamma
-            gamma.assign(np.ones(gamma.shape, np.float32))
-    rng = np.random.default_rng(seed)
+            gamma.assign(rng.uniform(0.9, 1.1, gamma.shape).astype(np.float32))
     for bn in bns:
         if bn.center:
             bn.beta.assign(rng.normal(0.0, 0.1, bn.beta.shape).astype(np.float32))
     saved = [bn.momentum for bn in bns]
+    images = np.asarray(images, np.float32)
+    if num_batches is not None:
+        images = images[: num_batches * batch_size]
     try:
-        for k in range(num_batches):
-            batch = np.asarray(images[k * batch_size : (k + 1) * batch_size], np.float32)
-            if not len(batch):
-                break
-            for bn in bns:
-                bn.momentum = k / (k + 1)  # moving statistics := mean of the k + 1 batches' ones
-            model(batch, training=True)
+        for k, start in enumerate(range(0, len(images), batch_size)):
+            for bn in bns:  # moving := moving * k / (k + 1) + batch / (k + 1)
+                bn.momentum = k / (k + 1)
+            model(images[start : start + batch_size], training=True)
     finally:
         for bn, momentum in zip(bns, saved):
             bn.momentum = momentum

@@ -7,7 +7,8 @@ the roofline analysis (`python -m mobilenetv4.roofline` computes the costs; this
 Protocol (paper Appendix B style): each model (the package's model names: NAME[@H[xW]],
 keras:NAME, model_garden:NAME; no size = the model's default) is converted by the exporter
 (`tflite.export.convert`, int8 in/out, random calibration images: enough for latency, not for
-accuracy) and timed with `tflite.benchmark.appendix_b`: ai_edge_litert, XNNPACK, `--num_threads`
+accuracy) with stand-in weights (`tflite.models.stand_in_statistics`: random init, layer scale ~1,
+BN statistics re-estimated on the calibration images; the CSV's `weights` column says so) and timed with `tflite.benchmark.appendix_b`: ai_edge_litert, XNNPACK, `--num_threads`
 threads, pinned to `--core`, `--num_runs` invocations per mean, median of `--repeats` means, models
 interleaved so that load from other processes falls on all alike. Models without attention are
 quantized op for op; in models with attention `--attention_precision` chooses as in
@@ -37,22 +38,27 @@ CSV_FIELDS = (
     "tflite_kib",
     "core",
     "attention_precision",
+    "weights",
 )
 RUN_TIERS = (300, 100, 30)
+WEIGHTS = "stand-in"  # every model is timed with stand-in weights (`convert_int8`)
 DEFAULT_CACHE_DIR = "/tmp/mobilenetv4_roofline_tflite"
 
 
 def convert_int8(
-    model, resolution, attention_precision: str = "float", calibration_steps: int = 4, seed: int = 0
+    model, resolution, attention_precision: str = "float", calibration_steps: int = 8, seed: int = 0
 ) -> bytes:
-    """INT8 TFLite bytes (int8 in/out) via the exporter (`tflite.export.convert`); random
-    calibration. `resolution` is (H, W) or one int for a square input."""
-    from tflite import export
+    """INT8 TFLite bytes (int8 in/out) via the exporter (`tflite.export.convert`) of `model` with
+    stand-in weights (`tflite.models.stand_in_statistics` on the calibration images: the latency
+    of a trained-like network, not of degenerate random init); random calibration. `resolution` is
+    (H, W) or one int for a square input."""
+    from tflite import export, models
 
     h, w = (resolution, resolution) if isinstance(resolution, int) else resolution
     rng = np.random.default_rng(seed)
     images = rng.uniform(-1, 1, (calibration_steps, h, w, 3)).astype(np.float32)
     static = export.with_pixel_input(model, "none", (h, w))  # batch 1
+    models.stand_in_statistics(static, images)
     return export.convert(
         static, "int8", io="int8", representative=images, attention_precision=attention_precision
     )
@@ -65,7 +71,9 @@ def attention_precision_for(spec, attention_precision: str) -> str:
 
 def tflite_path(spec, cache_dir: str, attention_precision: str = "int8") -> str:
     suffix = "" if attention_precision == "int8" else f"_attn-{attention_precision}"
-    return os.path.join(cache_dir, f"{spec.file_label.replace('@', '_')}_int8{suffix}.tflite")
+    # "_standin": files converted before stand-in weights were the default are not reused
+    name = f"{spec.file_label.replace('@', '_')}_int8{suffix}_standin.tflite"
+    return os.path.join(cache_dir, name)
 
 
 def load_or_convert(spec, cache_dir: str, attention_precision: str = "int8") -> str:
@@ -143,6 +151,7 @@ def measure(
                 tflite_kib=f"{os.path.getsize(paths[s.label]) / 1024:.1f}",
                 core="" if result["protocol"]["core"] is None else result["protocol"]["core"],
                 attention_precision=attn[s.label],
+                weights=WEIGHTS,
             )
     return [rows[s.label] for s in specs]
 

@@ -41,6 +41,7 @@ def roundtrip(
     model = models.build(name, (size, size, 3))
     images = np.random.default_rng(1).normal(size=(32, size, size, 3)).astype(np.float32)
     models.stand_in_statistics(model, images)  # input space of the network: normalised pixels
+    weights = models.stand_in_label(len(images), "normal-noise")
     reports = {}
     for precision in precisions:
         out = output_path(out_dir, name, size, precision)
@@ -50,6 +51,7 @@ def roundtrip(
             out,
             input_size=(size, size),
             keras_model=model,
+            keras_model_weights=weights,
             calibration_source="random",
             num_calibration=num_calibration,
             num_heldout=num_heldout,
@@ -110,6 +112,7 @@ def main(argv=None):
             )
             print(f"{spec.display_name} {precision}: SQNR {f['sqnr_db']:.1f} dB", flush=True)
     print(table.markdown(), end="")
+    print(f"weights: {models.stand_in_label(32, 'normal-noise')}")
 
 
 if __name__ == "__main__":

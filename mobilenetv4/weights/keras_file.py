@@ -53,7 +53,11 @@ def save_weights(model, path, record: dict) -> None:
 
 
 def read_record(path) -> Optional[dict]:
-    """The build record of a weights file, or None for a record-less file (or not HDF5)."""
+    """The build record of a weights file (`.h5` attribute or `.keras` member), or None for a
+    record-less file (or a TF checkpoint prefix)."""
+    path = os.fspath(path)
+    if path.endswith(".keras"):
+        return build_record.read_keras(path)
     return build_record.read_h5(path)
 
 

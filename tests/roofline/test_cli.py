@@ -172,7 +172,8 @@ def test_measure_tool_and_its_deprecated_alias_write_latency_csv(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert [r["model"] for r in _lat_rows(out)] == ["mobilenet_v1_025"]
-    assert (cache / "mobilenet_v1_025_32_int8.tflite").stat().st_size > 0
+    assert (cache / "mobilenet_v1_025_32_int8_standin.tflite").stat().st_size > 0
+    assert all(r["weights"] == "stand-in" for r in _rows(out))
     # The old command and its old flag spellings still work for one release, via the new tool
     # (the cached conversion is reused, so this costs only the timing).
     old = tmp_path / "old.csv"

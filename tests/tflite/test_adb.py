@@ -79,6 +79,15 @@ def test_cli_runs_five_pinned_runs_and_reports_median(fake_adb, tmp_path, monkey
         ("cpu", ["--use_xnnpack=true"]),
         ("hexagon", ["--use_hexagon=true", "--hexagon_lib_path=/data/local/tmp"]),
         ("nnapi", ["--use_nnapi=true"]),
+        ("gpu", ["--use_gpu=true"]),
+        (
+            "npu",
+            [
+                "--use_npu=true",
+                "--require_full_delegation=true",
+                "--dispatch_library_dir=/data/local/tmp",
+            ],
+        ),
     ],
 )
 def test_delegate_flags(delegate, flags, tmp_path):
@@ -140,6 +149,48 @@ def test_adb_flag_combinations_are_one_line_errors(capsys):
         (["m.tflite", "--delegate", "gpu"], "apply to --adb runs only"),
         (["m.tflite", "--adb", "--core", "2"], "--core applies to local runs"),
         (["m.tflite", "--adb", "--delegate", "tpu"], "invalid choice"),
+    ]:
+        with pytest.raises(SystemExit) as e:
+            cli.run(benchmark.main, args)
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+
+
+@pytest.mark.parametrize(
+    "accelerator,flag",
+    [
+        ("gpu", "--use_gpu=true"),
+        ("npu", "--use_npu=true"),
+        ("hexagon", "--use_hexagon=true"),
+        ("cpu", "--use_xnnpack=true"),
+    ],
+)
+def test_accelerator_is_passed_to_benchmark_model(accelerator, flag, fake_adb, tmp_path):
+    """`--adb --accelerator X` runs benchmark_model on the device with X's flags (fake adb)."""
+    adb_path, log = fake_adb
+    binary, model, dispatch = (tmp_path / n for n in ("bm", "m.tflite", "libLiteRtDispatch_Qc.so"))
+    for f in (binary, model, dispatch):
+        f.write_bytes(b"\0\0\0\0TFL3")
+    result = benchmark.main(
+        [str(model), "--adb", "--adb_path", adb_path, "--accelerator", accelerator]
+        + ["--benchmark_binary", str(binary), "--repeats", "2", "--push", str(dispatch)]
+    )
+    calls = [json.loads(line) for line in log.read_text().splitlines()]
+    runs = [c[1] for c in calls if c[0] == "shell" and c[1].startswith("taskset")]
+    assert len(runs) == 2 and all(flag in r.split() for r in runs), runs
+    others = {f for fl in adb.DELEGATE_FLAGS.values() for f in fl} - set(
+        adb.DELEGATE_FLAGS[accelerator]
+    )
+    assert not any(f in runs[0].split() for f in others)
+    assert ["push", str(dispatch), "/data/local/tmp/libLiteRtDispatch_Qc.so"] in calls
+    assert result["protocol"]["delegate"] == accelerator
+
+
+def test_accelerator_flag_errors_are_one_line(capsys):
+    for args, message in [
+        (["m.tflite", "--accelerator", "tpu"], "unknown accelerator 'tpu'"),
+        (["m.tflite", "--accelerator", "hexagon"], "add --adb"),
+        (["m.tflite", "--adb", "--accelerator", "gpu", "--delegate", "nnapi"], "not both"),
     ]:
         with pytest.raises(SystemExit) as e:
             cli.run(benchmark.main, args)

@@ -61,6 +61,8 @@ def test_export_matches_keras(reports, name):
         if precision == "fp32":
             assert fid["top1_agreement"] == 1.0, lines[-1]
         if precision == "int8":
-            assert graph["input"]["dtype"] == "uint8" and graph["output"]["dtype"] == "uint8"
+            # the default io: int8 pixels - 128 in (scale 1, zero point -128), int8 logits out
+            assert graph["input"]["dtype"] == "int8" and graph["output"]["dtype"] == "int8"
+            assert graph["input"]["zero_point"] == -128
             if name.startswith("hybrid"):
                 assert graph["delegate_partitions"] <= 2, lines[-1]

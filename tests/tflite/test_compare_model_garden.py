@@ -106,3 +106,11 @@ def test_roundtrip_refuses_existing_exports(capsys, tmp_path):
     err = capsys.readouterr().err
     assert e.value.code == 2 and "conv_small_64_int8.tflite already exists" in err, err
     assert old.read_bytes() == b"an earlier export" and sorted(os.listdir(tmp_path)) == [old.name]
+
+
+def test_every_variant_has_its_own_file_and_label():
+    """Cached conversions are reused by file name: two rows must never share one."""
+    for name, variants in compare_model_garden.VARIANTS.items():
+        names = [f"{v.side}_{name}_int8_{v.file_suffix}" for v in variants]
+        labels = [f"{v.side}/{name}{v.note}" for v in variants]
+        assert len(set(names)) == len(names) and len(set(labels)) == len(labels), name

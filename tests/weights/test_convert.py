@@ -99,6 +99,13 @@ def test_keras_output_is_a_whole_model(tmp_path, small_case):
         "conv_small", weights=out, **small_case.build_kwargs(padding="symmetric")
     )
     assert _max_diff(weights_only, small_case) <= 1e-4
+    # it carries the same build record as an .h5 output: no flags needed, other variants refused
+    record = build_record.read(out)
+    assert record["model"] == "conv_small" and record["build"]["padding"] == "symmetric"
+    from_record = mobilenetv4.create_model("conv_small", weights=out, input_shape=(None, None, 3))
+    assert _max_diff(from_record, small_case) <= 1e-4
+    with pytest.raises(cli.UserError, match="conv_small"):
+        mobilenetv4.create_model("conv_blur_medium", weights=out)
 
 
 @pytest.mark.parametrize(

@@ -89,6 +89,17 @@ def test_other_classes_or_width_are_refused(tmp_path, override, words):
     assert isinstance(error.value, ValueError)  # old `pytest.raises(ValueError)` callers still work
 
 
+def test_recorded_default_width_is_the_architectures_width_not_any_width():
+    # A record written with width_multiplier=None means create_model's default: the
+    # architecture's own width (1.0; 0.5 for conv_small_050), not "fits any width".
+    for name, default, other in (("conv_small", 1.0, 0.5), ("conv_small_050", 0.5, 1.0)):
+        record = build_record.make(name, build=dict(width_multiplier=None, classes=10))
+        build_record.check_compatible(record, name, dict(width_multiplier=default), "w.h5")
+        build_record.check_compatible(record, name, dict(width_multiplier=None), "w.h5")
+        with pytest.raises(cli.UserError, match=f"width_multiplier={other}"):
+            build_record.check_compatible(record, name, dict(width_multiplier=other), "w.h5")
+
+
 def test_other_attention_type_is_refused(tmp_path):
     _, path = _save(tmp_path, "hybrid_medium", "h.h5", width_multiplier=0.125, attention_type="mqa")
     with pytest.raises(cli.UserError) as error:

@@ -1,0 +1,185 @@
+"""Normalisation folded into the stem (tflite.fold): the folded graph computes what the graph with
+separate normalisation ops computes, in Keras (exactly, every padding case) and as .tflite files on
+real images (scikit-learn's digits), and runs no op over the pixels before the first convolution."""
+
+import numpy as np
+import pytest
+
+from mobilenetv4 import preprocessing
+from tflite import analysis, calibration, export, fold, models, runtime
+
+
+def tiny_model(size, padding="same", layer_scale=None):
+    """Our stem (ConvBN 3x3 stride 2, as every MobileNetV4's) + a UIB or a Mobile MQA block with
+    layer scale + classifier: the layers the fold and the stand-in weights touch, at test cost."""
+    import tf_keras as keras
+    import mobilenetv4
+
+    L = mobilenetv4.layers
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((size, size, 3))
+    x = L.ConvBN(16, 3, 2, activation="relu", padding=padding, name="stem")(inputs)
+    if layer_scale is None:
+        x = L.ConvBN(16, 3, 1, depthwise=True, activation="relu", name="dw")(x)
+    else:
+        x = L.MobileAttentionBlock(
+            num_heads=2, key_dim=8, kv_strides=2, layer_scale_init_value=layer_scale, name="attn"
+        )(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, keras.layers.Dense(10, name="classifier")(x), name="tiny")
+
+
+def test_same_pads_match_tensorflow():
+    import tensorflow as tf
+
+    for size, kernel, stride in [(32, 3, 2), (33, 3, 2), (32, 5, 1), (7, 3, 2), (224, 3, 2)]:
+        before, after = fold.same_pads(size, kernel, stride)
+        x = tf.ones((1, size, size, 1))
+        w = tf.ones((kernel, kernel, 1, 1))
+        same = tf.nn.conv2d(x, w, stride, "SAME")
+        explicit = tf.nn.conv2d(
+            tf.pad(x, [[0, 0], [before, after], [before, after], [0, 0]]), w, stride, "VALID"
+        )
+        np.testing.assert_array_equal(same.numpy(), explicit.numpy())
+
+
+@pytest.mark.parametrize(
+    "padding, size, normalization",
+    [("same", 32, "imagenet"), ("same", 33, "imagenet"), ("symmetric", 32, "inception")],
+)
+def test_folded_stem_equals_normalise_then_pad(padding, size, normalization):
+    """Border pixels included: the mean-pixel padding is what zero padding of the normalised
+    image is (a fold that kept SAME zero padding would differ on the border)."""
+    model = tiny_model(size, padding)
+    images = np.random.default_rng(0).uniform(0, 255, (8, size, size, 3)).astype(np.float32)
+    separate = export.with_pixel_input(model, normalization, (size, size), fold=False)
+    models.stand_in_statistics(separate, images)
+    folded = export.with_pixel_input(model, normalization, (size, size))
+    assert fold.foldable_stem(model) is not None
+    assert "normalize" in [layer.name for layer in separate.layers]
+    assert "normalize" not in [layer.name for layer in folded.layers]
+    mean, std = (255 * np.array(v) for v in preprocessing.NORMALIZATIONS[normalization])
+    stem = model.get_layer("stem")
+    # the stem's output alone (before the rest of the network), border included
+    sep_stem = stem((images[:2] - mean) / std, training=False).numpy()
+    fold_stem = folded.get_layer("stem_on_pixels")(images[:2]).numpy()
+    np.testing.assert_allclose(fold_stem, sep_stem, atol=1e-4 * np.abs(sep_stem).max())
+    a = separate.predict(images, verbose=0)
+    b = folded.predict(images, verbose=0)
+    np.testing.assert_allclose(b, a, atol=1e-4 * np.abs(a).max())
+
+
+def test_other_models_keep_separate_normalisation():
+    """Model Garden's and keras.applications models have no ConvBN stem: SUB/MUL stay in front."""
+    import tf_keras as keras
+
+    inputs = keras.Input((16, 16, 3))
+    other = keras.Model(inputs, keras.layers.Conv2D(8, 3, name="stem")(inputs))
+    assert fold.foldable_stem(other) is None
+    wrapped = export.with_pixel_input(other, "imagenet", (16, 16))
+    assert "normalize" in [layer.name for layer in wrapped.layers]
+
+
+@pytest.mark.slow
+def test_folded_and_separate_tflite_agree_on_digits(tmp_path):
+    """INT8 (default int8 io) and FP32 exports, folded and with separate normalisation ops, on
+    held-out scikit-learn digits: the folded graphs agree with the separate ones and the Keras
+    model, and the folded INT8 graph has no SUB/MUL/QUANTIZE and an int8 input taking pixel - 128."""
+    size = 32
+    images = calibration.load(
+        "sklearn_digits", (size, size), 64, 100, num_classes=10, log=lambda *_: None
+    )
+    model = models.build("conv_small", (size, size, 3), classes=10)
+    separate = export.with_pixel_input(model, "imagenet", (size, size), fold=False)
+    models.stand_in_statistics(separate, images.calibration)
+    folded = export.with_pixel_input(model, "imagenet", (size, size))
+    keras_logits = folded.predict(images.heldout, verbose=0)
+    cal = export.pin_pixel_range(images.calibration)
+    logits, stats = {}, {}
+    for name, wrapped, precision, io in [
+        ("folded_int8", folded, "int8", "int8"),
+        ("separate_int8", separate, "int8", "uint8"),  # the graph before folding
+        ("folded_fp32", folded, "fp32", "float"),
+    ]:
+        path = str(tmp_path / f"{name}.tflite")
+        with open(path, "wb") as f:
+            f.write(export.convert(wrapped, precision, io, cal if precision == "int8" else None))
+        stats[name] = analysis.graph_stats(path)
+        logits[name] = runtime.run(runtime.load_interpreter(path), images.heldout)
+    # FP32: the same function as the Keras model with separate normalisation
+    reference = separate.predict(images.heldout, verbose=0)
+    np.testing.assert_allclose(
+        logits["folded_fp32"], reference, atol=1e-4 * np.abs(reference).max()
+    )
+
+    # INT8: the folded graph is as close to Keras as the separate one. Random-weight models
+    # quantize coarsely (about 6 dB logits SQNR for both here; the trained quickstart model gives
+    # over 30 dB, docs/tflite.md), so the bar is the graph before folding.
+    def top1_agreement(name):
+        return np.mean(np.argmax(logits[name], -1) == np.argmax(keras_logits, -1))
+
+    sqnr = {k: analysis.sqnr_db(keras_logits, logits[k]) for k in ("folded_int8", "separate_int8")}
+    agree = {k: top1_agreement(k) for k in sqnr}
+    assert sqnr["folded_int8"] > sqnr["separate_int8"] - 1, (sqnr, agree)
+    assert agree["folded_int8"] >= agree["separate_int8"] - 0.1, (sqnr, agree)
+    g = stats["folded_int8"]
+    assert not {"SUB", "MUL", "QUANTIZE", "DEQUANTIZE"} & set(g.op_histogram), g.op_histogram
+    assert g.undelegated_ops == {} and g.delegate_partitions == 1
+    assert g.input["dtype"] == "int8" and g.input["zero_point"] == -128
+    assert g.input["scale"] == pytest.approx(1.0, abs=1e-6)
+    assert {"SUB", "MUL"} <= set(stats["separate_int8"].op_histogram)
+    assert "QUANTIZE" in stats["separate_int8"].undelegated_ops
+    # what a caller feeds: the uint8 pixel bytes with the top bit flipped, viewed as int8
+    interp = runtime.load_interpreter(str(tmp_path / "folded_int8.tflite"))
+    pixels = np.round(images.heldout[:1]).astype(np.uint8)
+    interp.set_tensor(interp.get_input_details()[0]["index"], (pixels ^ 0x80).view(np.int8))
+    interp.invoke()
+    out = interp.get_output_details()[0]
+    raw = runtime.dequantize(interp.get_tensor(out["index"]), out)
+    np.testing.assert_allclose(raw, runtime.run(interp, pixels.astype(np.float32)), atol=1e-6)
+
+
+def test_stand_in_weights_are_trained_like():
+    """Random init is degenerate (hybrid layer scale 1e-5: the attention blocks vanish); stand-in
+    weights draw layer scale near 1 and re-estimate BN statistics as a cumulative average over all
+    the images, in batches."""
+    import tf_keras as keras
+
+    model = tiny_model(16, layer_scale=1e-5)
+    gammas = [w for w in model.weights if "layer_scale" in w.name]
+    assert gammas and max(float(np.abs(g.numpy()).max()) for g in gammas) < 1e-4
+    images = np.random.default_rng(0).normal(size=(40, 16, 16, 3)).astype(np.float32)
+    models.stand_in_statistics(model, images, batch_size=16)
+    values = np.concatenate([g.numpy().ravel() for g in gammas])
+    assert 0.9 <= values.min() and values.max() <= 1.1 and values.std() > 0.01
+    logits = model.predict(images[:8], verbose=0)
+    assert 0.1 < logits.std() < 100, logits.std()
+    # the first BN's moving mean: the average of its three batch means, weighted per batch
+    inputs = keras.Input((16, 16, 3))
+    bn = keras.layers.BatchNormalization()
+    probe = keras.Model(inputs, bn(inputs))
+    models.stand_in_statistics(probe, images, batch_size=16)
+    batch_means = [images[s : s + 16].mean(axis=(0, 1, 2)) for s in (0, 16, 32)]
+    np.testing.assert_allclose(bn.moving_mean.numpy(), np.mean(batch_means, axis=0), atol=1e-5)
+
+
+@pytest.mark.slow  # one FP32 conversion of conv_small: about 30 s on 2 loaded cores
+def test_export_without_weights_uses_stand_in_weights(tmp_path, capsys):
+    out = str(tmp_path / "m.tflite")
+    report = export.main(
+        [
+            "--model",
+            "conv_small@32",
+            "--classes",
+            "10",
+            "--fp32",
+            "--num_heldout",
+            "8",
+            "--output",
+            out,
+        ]
+    )
+    assert report["weights"].startswith(models.STAND_IN)
+    assert report["normalization"] == "folded into the stem"
+    assert "weights: stand-in" in capsys.readouterr().out
+    assert report["fidelity"]["sqnr_db"] > 50
