@@ -21,7 +21,6 @@ record: `experiments.train` trains it with `nas_model.architecture = 'MODEL_DIR/
 """
 
 import json
-import math
 import os
 import time
 import types
@@ -44,17 +43,18 @@ ARCHITECTURE_FILE = "architecture.json"
 STAGE_PLANS = {"two_stage": ("coarse", "fine"), "one_stage": ("one_stage",)}
 
 
-def _check_positive(name, value, integer=False):
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or value <= 0 or (integer and int(value) != value):
-        raise UserError(
-            f"search.{name} must be a {'positive integer' if integer else 'number > 0'}, got {value!r}"
-        )
-
-
-def _check_fraction(name, value):
-    if not isinstance(value, (int, float)) or not 0 <= value <= 1:
-        raise UserError(f"search.{name} must be in [0, 1], got {value!r}")
+# The bounds of search's numeric arguments, checked by the trainer's one checker (trainer._check).
+_BOUNDS = {
+    "steps_per_stage": dict(low=0, low_open=True, integer=True),
+    "batch_size": dict(low=0, low_open=True, integer=True),
+    "learning_rate": dict(low=0, low_open=True),
+    "rl_learning_rate": dict(low=0, low_open=True),
+    "log_every_steps": dict(low=0, low_open=True, integer=True),
+    "checkpoint_every_steps": dict(low=0, low_open=True, integer=True),
+    "rl_delay": dict(low=0, high=1),
+    "op_warmup": dict(low=0, high=1),
+    "filter_warmup": dict(low=0, high=1),
+}
 
 
 def make_targets(targets, input_size, classes):
@@ -337,18 +337,9 @@ def search(
     """
     if plan not in STAGE_PLANS:
         raise UserError(f"search.plan must be one of {', '.join(STAGE_PLANS)}, got {plan!r}")
-    _check_positive("steps_per_stage", steps_per_stage, integer=True)
-    _check_positive("batch_size", batch_size, integer=True)
-    _check_positive("learning_rate", learning_rate)
-    _check_positive("rl_learning_rate", rl_learning_rate)
-    _check_positive("log_every_steps", log_every_steps, integer=True)
-    _check_positive("checkpoint_every_steps", checkpoint_every_steps, integer=True)
-    for name, value in (
-        ("rl_delay", rl_delay),
-        ("op_warmup", op_warmup),
-        ("filter_warmup", filter_warmup),
-    ):
-        _check_fraction(name, value)
+    given = locals()
+    for name, bounds in _BOUNDS.items():
+        trainer_lib._check(f"search.{name}", given[name], **bounds)  # pylint: disable=protected-access
     if callable(data):  # `search.data = @input_pipeline`
         data = data()
     base = search_space.get(space, "one_stage", expressive=expressive)
