@@ -192,6 +192,15 @@ def add_protocol_flags(
     )
 
 
+PROTOCOL_FLAGS = ("num_runs", "repeats", "warmup_runs", "num_threads", "core")
+
+
+def protocol_options(args) -> dict:
+    """The protocol flags' values by name (`add_protocol_flags`), as keyword arguments for
+    `tflite.benchmark.appendix_b` and the tools built on it."""
+    return {name: getattr(args, name) for name in PROTOCOL_FLAGS}
+
+
 def add_output_flags(
     parser: argparse.ArgumentParser,
     *,

@@ -369,14 +369,7 @@ def main(argv=None):
         for path in args.models:
             runtime.read_model(path)  # fail fast on a missing or corrupt file
         result = appendix_b(
-            args.models,
-            num_runs=args.num_runs,
-            repeats=args.repeats,
-            num_threads=args.num_threads,
-            xnnpack=not args.no_xnnpack,
-            warmup_runs=args.warmup_runs,
-            core=args.core,
-            log=log,
+            args.models, xnnpack=not args.no_xnnpack, log=log, **cli.protocol_options(args)
         )
     log("")
     log(median_table(result).markdown() + protocol_line(result["protocol"]))

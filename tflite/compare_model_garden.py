@@ -203,14 +203,7 @@ def main(argv=None):
                     "input": size,
                 }
             )
-    result = benchmark.appendix_b(
-        [r["path"] for r in rows],
-        num_runs=args.num_runs,
-        repeats=args.repeats,
-        num_threads=args.num_threads,
-        warmup_runs=args.warmup_runs,
-        core=args.core,
-    )
+    result = benchmark.appendix_b([r["path"] for r in rows], **cli.protocol_options(args))
     for r, m in zip(rows, result["models"]):
         r.update(median_ms=m["median_ms"], means_ms=m["means_ms"])
         st = analysis.graph_stats(r["path"])

@@ -281,18 +281,7 @@ def main(argv=None):
     p.add_argument(
         "--max_digits", type=cli.positive_int, default=4, help="digits per canvas, at most"
     )
-    args = p.parse_args(argv)
-    make(
-        args.output_dir,
-        seed=args.seed,
-        num_train=args.num_train,
-        num_val=args.num_val,
-        image_size=args.image_size,
-        val_fraction=args.val_fraction,
-        num_train_shards=args.num_train_shards,
-        max_digits=args.max_digits,
-        overwrite=args.overwrite,
-    )
+    make(**vars(p.parse_args(argv)))  # the flags are make()'s arguments by name
     return 0
 
 
