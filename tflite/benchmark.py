@@ -188,28 +188,6 @@ def median_table(result: dict) -> tables.Table:
     )
 
 
-class CommaList(argparse.Action):
-    """`--flag a,b` (the package's list syntax); the older space-separated `--flag a b` is still
-    accepted for one release, with a deprecation line."""
-
-    def __init__(self, option_strings, dest, **kwargs):
-        kwargs.setdefault("nargs", "+")
-        super().__init__(option_strings, dest, **kwargs)
-
-    def __call__(self, parser, namespace, values, option_string=None):
-        if len(values) > 1:
-            print(
-                f"warning: space-separated values for {option_string} are deprecated and will "
-                f"be removed in the next release; use {option_string} {','.join(values)}",
-                file=sys.stderr,
-            )
-        try:
-            items = [item for value in values for item in cli.comma_list(value)]
-        except argparse.ArgumentTypeError as e:
-            parser.error(f"argument {option_string}: {e}")
-        setattr(namespace, self.dest, items)
-
-
 def report_tool_parser(prog: str, doc: str, default_dir: str, reports: tuple[str, ...]):
     """The command line shared by the tools that convert models into a folder, time them with the
     protocol and write reports there (compare_model_garden, ablations): --output_dir (old
@@ -289,7 +267,7 @@ def parse_args(argv=None):
     )
     a.add_argument(
         "--push",
-        action=CommaList,
+        action=cli.CommaList,
         default=[],
         help="extra files to push, comma-separated (e.g. Hexagon libraries)",
     )

@@ -158,18 +158,10 @@ def parse_args(argv=None):
     p = benchmark.report_tool_parser(
         "python -m tflite.compare_model_garden", __doc__, "runs/compare_model_garden", OUTPUTS
     )
-    p.add_argument(
-        "--models",
-        action=benchmark.CommaList,
-        default=list(VARIANTS),
-        help=f"comma-separated, from {','.join(VARIANTS)} (default: all)",
+    cli.add_models_flag(
+        p, "comma-separated variant names, a subset of the default", default=VARIANTS
     )
-    p.add_argument(
-        "--num_calibration",
-        type=cli.positive_int,
-        default=32,
-        help="calibration images, the same for every model (default 32)",
-    )
+    cli.add_number_flag(p, "--num_calibration", 32, "calibration images, the same for every model")
     args = p.parse_args(argv)
     unknown = [m for m in args.models if m not in VARIANTS]
     if unknown:

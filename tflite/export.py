@@ -536,12 +536,7 @@ def parse_args(argv=None):
         help="random | a trainer dataset spec (sklearn_digits, tfds:NAME, folder:DIR, "
         "tfrecord:GLOB) | tfds:NAME:SPLIT | image folder | TFRecord glob",
     )
-    calibration.add_argument(
-        "--num_calibration",
-        type=cli.positive_int,
-        default=300,
-        help="calibration images (default 300)",
-    )
+    cli.add_number_flag(calibration, "--num_calibration", 300, "calibration images")
     calibration.add_argument(
         "--num_heldout",
         type=cli.positive_int,

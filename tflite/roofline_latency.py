@@ -168,19 +168,15 @@ def parse_args(argv=None):
     from tflite.export import ATTENTION_PRECISIONS
 
     p = cli.ArgumentParser("python -m tflite.roofline_latency", __doc__)
-    p.add_argument(
-        "--models",
-        required=True,
-        type=cli.comma_list,
-        help="comma-separated model names, e.g. conv_small,mobilenet_v2_100@224",
-    )
+    cli.add_models_flag(p, "comma-separated model names, e.g. conv_small,mobilenet_v2_100@224")
     cli.add_output_flags(p, required=True, help="CSV file to write")
     cli.add_protocol_flags(p)
-    p.add_argument(
+    cli.add_number_flag(
+        p,
         "--max_secs",
+        20.0,
+        "cap on one model's time per round; slow models get fewer runs",
         type=cli.positive_float,
-        default=20.0,
-        help="cap on one model's time per round; slow models get fewer runs (default 20)",
     )
     p.add_argument(
         "--attention_precision",

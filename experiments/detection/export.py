@@ -264,11 +264,8 @@ def main(argv=None):
         default=["fp32", "fp16", "int8"],
         help="comma-separated: fp32,fp16,int8 (default all three)",
     )
-    p.add_argument(
-        "--calibration_steps",
-        type=cli.positive_int,
-        default=100,
-        help="INT8 calibration images from task.train_data (default 100)",
+    cli.add_number_flag(
+        p, "--calibration_steps", 100, "INT8 calibration images from task.train_data"
     )
     p.add_argument(
         "--denylisted_ops",
