@@ -277,9 +277,9 @@ class ProgressLog:
     """The progress line every log_every_steps and the TensorBoard scalars
     (MODEL_DIR/train and MODEL_DIR/eval, chief only)."""
 
-    def __init__(
-        self, model_dir, chief, *, batch_size, steps_per_epoch, last_step, schedule, metrics, step
-    ):
+    def __init__(self, model_dir, chief, state, step, *, batch_size, steps_per_epoch, last_step):
+        """`state` is the trainer's TrainState (its learning-rate schedule and metrics are read);
+        `step` is where this run starts."""
         make = (
             (lambda d: tf.summary.create_file_writer(os.path.join(model_dir, d)))
             if chief
@@ -289,8 +289,8 @@ class ProgressLog:
         self.batch_size = batch_size
         self.steps_per_epoch = steps_per_epoch
         self.last_step = last_step
-        self.schedule = schedule
-        self.metrics = metrics
+        self.schedule = state.schedule
+        self.metrics = state.metrics
         self._window = (time.time(), step)
 
     def train(self, step):

@@ -50,6 +50,14 @@ STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
 ATTENTION_TYPES = ("mobile_mqa", "mqa", "mhsa")
 PADDINGS = ("same", "symmetric")
 MIN_IMAGE_SIZE = 32
+# TrainingLoop's cadence settings: train() arguments of the same names.
+LOOP_SETTINGS = (
+    "seed",
+    "steps_per_loop",
+    "log_every_steps",
+    "checkpoint_every_steps",
+    "eval_every_epochs",
+)
 
 
 # -------------------------------------------------------- argument checks
@@ -644,12 +652,11 @@ def _train_locked(model_dir, data, model_fn, loss_fn, args, started):
         progress = ProgressLog(
             model_dir,
             chief,
+            state,
+            step,
             batch_size=args.batch_size,
             steps_per_epoch=steps_per_epoch,
             last_step=last_step,
-            schedule=state.schedule,
-            metrics=state.metrics,
-            step=step,
         )
         loop = TrainingLoop(
             data=data,
@@ -669,11 +676,7 @@ def _train_locked(model_dir, data, model_fn, loss_fn, args, started):
             global_batch=args.batch_size,
             steps_per_epoch=steps_per_epoch,
             last_step=last_step,
-            seed=args.seed,
-            steps_per_loop=args.steps_per_loop,
-            log_every_steps=args.log_every_steps,
-            checkpoint_every_steps=args.checkpoint_every_steps,
-            eval_every_epochs=args.eval_every_epochs,
+            **{name: getattr(args, name) for name in LOOP_SETTINGS},
         )
         step = loop.run(step)
         results = dict(loop.results)

@@ -308,17 +308,16 @@ def main(argv=None):
     if args.adb:
         from tflite import adb
 
+        protocol = cli.protocol_options(args)
+        del protocol["core"]  # on a device AdbBenchmark pins the fastest core itself (reported)
         runner = adb.AdbBenchmark(
             binary=args.benchmark_binary,
             adb=args.adb_path,
             serial=args.serial,
             delegate=args.delegate,
-            num_runs=args.num_runs,
-            repeats=args.repeats,
-            num_threads=args.num_threads,
-            warmup_runs=args.warmup_runs,
             extra_files=tuple(args.push),
             log=log,
+            **protocol,
         )
         models = []
         for path in args.models:
@@ -326,10 +325,7 @@ def main(argv=None):
             models.append(runner.run(path))
         result = {
             "protocol": {
-                "num_runs": args.num_runs,
-                "repeats": args.repeats,
-                "warmup_runs": args.warmup_runs,
-                "num_threads": args.num_threads,
+                **protocol,
                 "device": args.serial or "default",
                 "delegate": args.delegate,
                 "core": models[0]["core"],
