@@ -6,7 +6,9 @@
   Input files that a tool works through may be positional (`tflite.benchmark a.tflite b.tflite`).
 - `--output FILE` names a file, `--output_dir DIR` a directory. An existing output is refused unless
   `--overwrite` is given, and an output may never be one of the same run's inputs (`fileio`).
-- The Appendix B protocol flags are the same everywhere (`add_protocol_flags`).
+- The Appendix B protocol flags are the same everywhere (`add_protocol_flags`, `protocol_options`);
+  so are `--models` (`add_models_flag`) and the outputs (`add_output_flags`). A numeric flag's help
+  states its default from the value (`add_number_flag`).
 - Exit codes: 0 done; 1 the job ran and its check failed; 2 a user error, reported as one line
   `error: ...` on stderr with no traceback; 143 preempted (the trainers, after a checkpoint).
 
