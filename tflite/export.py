@@ -530,7 +530,7 @@ def parse_args(argv=None):
     )
     for key, (kind, text) in RECORD_FLAGS.items():
         settings.add_argument(f"--{key}", default=None, help=text, **kind)
-    calibration = p.add_argument_group("calibration and fidelity check (INT8)")
+    calibration = p.add_argument_group("calibration (INT8) and the held-out fidelity check")
     calibration.add_argument(
         "--calibration",
         help="random | a trainer dataset spec (sklearn_digits, tfds:NAME, folder:DIR, "

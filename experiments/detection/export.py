@@ -284,11 +284,8 @@ def main(argv=None):
         "re-estimated on N task.train_data images) for latency measurements",
     )
     args = p.parse_args(argv)
-    options = vars(args)  # the other flags are export()'s arguments by name
-    params = flags.load_experiment(args)
-    for name in flags.EXPERIMENT_FLAGS:
-        del options[name]
-    export(params, **options)
+    options = {k: v for k, v in vars(args).items() if k not in flags.EXPERIMENT_FLAGS}
+    export(flags.load_experiment(args), **options)  # the other flags are export()'s arguments
     return 0
 
 
