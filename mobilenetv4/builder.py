@@ -143,7 +143,7 @@ def _check_memory(arch, input_shape):
 def _block_layer(block, name, *, width, act, drop, arch, attention_type, common):
     """The layer of one block row of the architecture table."""
     # The residual branch of UIB and attention blocks: layer scale (hybrids) and drop path.
-    branch = dict(layer_scale_init_value=arch.layer_scale, stochastic_depth_rate=drop)
+    branch = {"layer_scale_init_value": arch.layer_scale, "stochastic_depth_rate": drop}
     if isinstance(block, specs.MobileMQA):
         # Anti-aliasing never applies to the attention K/V downsampling (timm).
         return L.MobileAttentionBlock(
@@ -158,8 +158,14 @@ def _block_layer(block, name, *, width, act, drop, arch, attention_type, common)
         )
     if not isinstance(block, (specs.Conv2D, specs.FusedIB, specs.UIB)):
         raise TypeError(f"{arch.name} {name}: unknown block spec {block!r}")
-    conv = dict(filters=width(block.filters), strides=block.stride, activation=act, name=name)
-    conv.update(anti_alias=arch.anti_alias, **common)
+    conv = dict(
+        filters=width(block.filters),
+        strides=block.stride,
+        activation=act,
+        name=name,
+        anti_alias=arch.anti_alias,
+        **common,
+    )
     if isinstance(block, specs.Conv2D):
         return L.ConvBN(kernel_size=block.kernel, **conv)
     if isinstance(block, specs.FusedIB):  # no layer scale: hybrids scale only UIB and attention
