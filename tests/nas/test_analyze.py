@@ -78,6 +78,8 @@ def test_python_spec_defines_the_architecture(search_dir, tmp_path):
     exec(compile(out.read_text(), str(out), "exec"), namespace)  # our own output
     assert namespace["ARCHITECTURE"] == arch
     assert isinstance(namespace["ARCHITECTURE"], specs.Architecture)
+    with pytest.raises(UserError, match="not both"):
+        create_model("conv_small", architecture=arch)
 
 
 def test_unfinished_or_malformed_dirs_are_user_errors(search_dir, tmp_path):
