@@ -86,8 +86,8 @@ __all__ = [
     "GIN_FILES",
     "GIN_PARAMS",
     "define_strategy_flags",
-    "strategy_overrides",
     "parse_gin",
     "run",
     "split_cpu_if_asked",
+    "strategy_overrides",
 ]

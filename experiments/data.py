@@ -458,7 +458,7 @@ _HASH_BUCKETS = 1 << 20
 def _in_validation(keys, fraction, seed):
     """Whether each key's example belongs to the validation part (a seeded hash of the key)."""
     bucket = tf.strings.to_hash_bucket_strong(keys, _HASH_BUCKETS, [int(seed), 0])
-    return bucket < int(round(fraction * _HASH_BUCKETS))
+    return bucket < round(fraction * _HASH_BUCKETS)
 
 
 def hold_out(source, fraction, seed=0):
@@ -481,7 +481,7 @@ def hold_out(source, fraction, seed=0):
     if len(source.keys):
         held = int(np.sum(_in_validation(tf.constant(list(source.keys)), fraction, seed).numpy()))
     else:
-        held = int(round(source.num_examples * fraction))
+        held = round(source.num_examples * fraction)
     if held < 1 or held >= source.num_examples:
         raise DataError(
             f"validation_fraction {fraction} of the {source.num_examples} examples of "
