@@ -54,6 +54,7 @@ _BOUNDS = {
     "rl_delay": dict(low=0, high=1),
     "op_warmup": dict(low=0, high=1),
     "filter_warmup": dict(low=0, high=1),
+    "tolerance": dict(low=0, high=1, optional=True),
 }
 
 
@@ -268,13 +269,28 @@ class _Stage:
         )
 
     def result(self, name):
-        values = self.space.values(self.space.from_indices(self.controller.most_likely()))
+        pick = cost_models.select_architecture(
+            self.space,
+            self.controller.log_probabilities(),
+            self.targets,
+            self.cfg["tolerance"],
+            seed=self.cfg["seed"],
+        )
+        logging.info(
+            "stage %s result: %s (argmax off target by %.3f, result by %.3f)",
+            name,
+            pick["method"],
+            pick["argmax_deviation"],
+            pick["deviation"],
+        )
+        values = self.space.values(self.space.from_indices(pick["indices"]))
         arch = self.space.decode(values, name=f"nas_{self.space.name}_{name}")
         return {
             "stage": name,
             "space": self.space.name,
             "values": values,
             "probabilities": {k: v.tolist() for k, v in self.controller.probabilities().items()},
+            "selection": pick,
             "architecture": search_space.architecture_to_dict(arch),
             "costs": {
                 t.cost_model.name: {"value": v, "target": t.value, "ratio": v / t.value}
@@ -304,6 +320,7 @@ def search(
     rl_delay=0.25,
     op_warmup=0.25,
     filter_warmup=0.25,
+    tolerance=None,
     strategy="default",
     tpu=None,
     seed=0,
@@ -329,6 +346,8 @@ def search(
       rl_delay: fraction of a stage before the controller learns.
       op_warmup: fraction of a stage with op warm-up.
       filter_warmup: fraction of a stage with filter warm-up.
+      tolerance: a stage's result is the most likely architecture within this relative band of
+        every target (cost_models.select_architecture); None: the argmax of every decision.
       strategy: tf.distribute strategy name (experiments.trainer.make_strategy).
       tpu: TPU address for strategy "tpu".
       seed: controller sampling and warm-up seed.
@@ -357,6 +376,7 @@ def search(
         rl_delay=rl_delay,
         op_warmup=op_warmup,
         filter_warmup=filter_warmup,
+        tolerance=tolerance,
         beta=beta,
         seed=seed,
     )
