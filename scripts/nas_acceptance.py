@@ -128,6 +128,7 @@ def tables(args, runs):
                     st["costs"][key]["ratio"],
                     sel["method"],
                     sel["log_prob"] - sel["argmax_log_prob"],
+                    sel.get("expected_ratios", [float("nan")])[0],
                 )
             )
         rows[name] = {
@@ -159,9 +160,15 @@ def tables(args, runs):
             f"{st['coarse'][2]:.3f} | {st['fine'][1]:.3f} | {st['fine'][2]:.3f} | "
             f"{r['macs'] / 1e6:.3f}M | {r['params'] / 1e6:.3f}M | {'yes' if abs(final - 1) <= 0.05 else 'NO'} |"
         )
-    print("\nSelection per stage (method, log pi(result) - log pi(argmax)):")
+    print(
+        "\nSelection per stage (method, log pi(result) - log pi(argmax), the policy's mean "
+        "cost / target):"
+    )
     for name, r in rows.items():
-        print(f"  {name}: " + "; ".join(f"{s}: {m}, {d:+.2f}" for s, _, _, m, d in r["stages"]))
+        print(
+            f"  {name}: "
+            + "; ".join(f"{s}: {m}, {d:+.2f}, {e:.3f}" for s, _, _, m, d, e in r["stages"])
+        )
     print("\n## Hardware awareness\n")
     print(f"| search | result | cost at RP 0 | cost at RP {rp:g} | result / own target |")
     print("|---|---|---|---|---|")

@@ -230,7 +230,8 @@ def select_architecture(
 
     Returns:
       {"indices", "log_prob", "deviation", "feasible", "argmax_indices", "argmax_ratios" (cost /
-       target per target), "argmax_log_prob", "argmax_deviation", "tolerance", "candidates",
+       target per target), "expected_ratios" (the policy's mean cost / target, over 1,000 of
+       its samples), "argmax_log_prob", "argmax_deviation", "tolerance", "candidates",
        "method"}.
     """
     import itertools  # pylint: disable=g-import-not-at-top
@@ -248,9 +249,21 @@ def select_architecture(
 
     arg_dev, arg_lp = score(argmax)
     arg_arch = space.decode(space.from_indices(argmax))
+    rng = np.random.default_rng(seed)
+    probs = [np.exp(lp) / np.exp(lp).sum() for lp in log_probs]
+    draws = [rng.choice(len(p), size=num_samples, p=p) for p in probs]
+    samples = [tuple(int(c) for c in row) for row in zip(*draws)] if draws else [()]
+    expected = np.mean(
+        [
+            [t.cost_model(a) / t.value for t in targets]
+            for a in (space.decode(space.from_indices(i)) for i in samples[:1000])
+        ],
+        axis=0,
+    )
     out = {
         "argmax_indices": list(argmax),
         "argmax_ratios": [t.cost_model(arg_arch) / t.value for t in targets],
+        "expected_ratios": [float(x) for x in expected],
         "argmax_log_prob": arg_lp,
         "argmax_deviation": arg_dev,
         "tolerance": tolerance,
@@ -282,12 +295,7 @@ def select_architecture(
                         two = list(one)
                         two[j] = b
                         candidates.add(tuple(two))
-        rng = np.random.default_rng(seed)
-        cols = [
-            rng.choice(len(lp), size=num_samples, p=np.exp(lp) / np.exp(lp).sum())
-            for lp in log_probs
-        ]
-        candidates.update(tuple(int(c) for c in row) for row in zip(*cols))
+        candidates.update(samples)
         method = "neighbours+samples"
     best = None  # (infeasible?, deviation if infeasible else 0, -log_prob)
     for idx in candidates:

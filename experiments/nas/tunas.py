@@ -269,11 +269,14 @@ class _Stage:
         )
 
     def result(self, name):
+        tolerance = self.cfg["tolerance"]
+        if tolerance and name == "coarse":
+            tolerance /= 2  # half the band: the fine stage keeps room on both sides (docs/nas.md)
         pick = cost_models.select_architecture(
             self.space,
             self.controller.log_probabilities(),
             self.targets,
-            self.cfg["tolerance"],
+            tolerance,
             seed=self.cfg["seed"],
         )
         logging.info(
