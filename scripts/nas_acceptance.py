@@ -4,7 +4,7 @@ r"""Issue #14's target-tracking and hardware-awareness acceptance searches, and 
   python scripts/nas_acceptance.py --out /tmp/nas_acceptance --print_only
 
 Protocol (all on the quickstart configuration, gin_configs/nas_quickstart.gin: digits at 32 px,
-space `quickstart`, two stages of `--steps` steps, seed 0, one search per row, run one after
+space `quickstart`, two stages of `--steps` steps, `--seed`, one search per row, run one after
 the other):
   - Equal-latency targets for the two ridge points: the same fraction `--fraction` of each cost
     model's range over the one-stage space (cheapest to dearest architecture, computed here by
@@ -75,6 +75,7 @@ def run(args, name, targets, ridge_point):
         f"--gin_param=search.targets = {targets!r}",
         f"--gin_param=make_cost_model.ridge_point = {float(ridge_point)!r}",
         f"--gin_param=search.steps_per_stage = {args.steps}",
+        f"--gin_param=search.seed = {args.seed}",
     ]
     start = time.time()
     print(f"{name}: {' '.join(cmd[3:])}", flush=True)
@@ -193,6 +194,129 @@ def tables(args, runs):
         print(f"  MAC searches by target {order_t}, by result MACs {order_c}: {order_t == order_c}")
 
 
+# --- search beats chance, two-stage vs one-stage (rewards from a carved split) -------------------
+
+
+def _search(args, name, extra):
+    model_dir = os.path.join(args.out, name)
+    if os.path.exists(os.path.join(model_dir, "architecture.json")):
+        print(f"{name}: done earlier ({model_dir})", flush=True)
+        return model_dir
+    cmd = [
+        sys.executable,
+        "-m",
+        "experiments.nas.search",
+        "--gin_file=gin_configs/nas_quickstart_carved.gin",
+        f"--model_dir={model_dir}",
+        f"--gin_param=search.targets = {{'macs': {args.fvr_target!r}}}",
+        *[f"--gin_param={p}" for p in extra],
+    ]
+    _call(args, name, cmd)
+    return model_dir
+
+
+def _call(args, name, cmd):
+    start = time.time()
+    print(f"{name}: {' '.join(cmd[2:])}", flush=True)
+    with open(os.path.join(args.out, f"{name}.log"), "w") as log:
+        code = subprocess.call(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+    print(f"{name}: exit {code} after {(time.time() - start) / 60:.1f} min", flush=True)
+    if code:
+        _fail(f"{name} failed (exit {code}); see {args.out}/{name}.log")
+
+
+def _random_architectures(args, macs, count, seed=7):
+    """`count` uniform samples of the one-stage space within +-5% of `macs` (rejection)."""
+    import numpy as np  # pylint: disable=g-import-not-at-top
+
+    space = search_space.get("quickstart", "one_stage")
+    rng = np.random.default_rng(seed)
+    paths, tries = [], 0
+    while len(paths) < count:
+        tries += 1
+        values = {d.name: d.choices[rng.integers(len(d.choices))] for d in space.decisions}
+        arch = space.decode(values, name=f"random{len(paths)}")
+        if abs(spec_costs.total_macs(arch, SIZE, CLASSES) / macs - 1) > 0.05:
+            continue
+        path = os.path.join(args.out, f"random{len(paths)}.json")
+        with open(path, "w") as f:
+            json.dump({"architecture": search_space.architecture_to_dict(arch)}, f, indent=1)
+        paths.append(path)
+    print(f"random architectures: {count} kept of {tries} uniform samples (seed {seed})")
+    return paths
+
+
+def _train(args, name, arch_path, seed):
+    model_dir = os.path.join(args.out, "train", f"{name}_s{seed}")
+    metrics = os.path.join(model_dir, "metrics.json")
+    if not os.path.exists(metrics):
+        _call(
+            args,
+            f"train_{name}_s{seed}",
+            [
+                sys.executable,
+                "-m",
+                "experiments.train",
+                "--gin_file=gin_configs/nas_train_found.gin",
+                f"--gin_param=nas_model.architecture = {arch_path!r}",
+                f"--gin_param=train.seed = {seed}",
+                f"--gin_param=train.epochs = {args.epochs}",
+                f"--model_dir={model_dir}",
+            ],
+        )
+    with open(metrics) as f:
+        return float(json.load(f)["eval_top1"])
+
+
+def found_vs_random(args):
+    """Two carved-reward searches (two-stage, one-stage with both stages' steps), `--randoms`
+    random architectures within +-5% of the two-stage result's MACs, each trained stand-alone
+    with seeds 0 and 1; prints the table."""
+    import statistics  # pylint: disable=g-import-not-at-top
+
+    two = _search(args, "carved_two_stage", [])
+    one = _search(
+        args,
+        "carved_one_stage",
+        ["search.plan = 'one_stage'", f"search.steps_per_stage = {2 * args.steps}"],
+    )
+    nets = {}
+    for name, d in (("two-stage search", two), ("one-stage search", one)):
+        nets[name] = os.path.join(d, "architecture.json")
+    found = search_space.architecture_from_dict(_load_arch(nets["two-stage search"]))
+    found_macs = spec_costs.total_macs(found, SIZE, CLASSES)
+    for i, path in enumerate(_random_architectures(args, found_macs, args.randoms)):
+        nets[f"random{i}"] = path
+    rows = {}
+    for name, path in nets.items():
+        arch = search_space.architecture_from_dict(_load_arch(path))
+        accs = [_train(args, name.split()[0], path, seed) for seed in (0, 1)]
+        rows[name] = (spec_costs.total_macs(arch, SIZE, CLASSES), accs, _describe(_load_arch(path)))
+    print(f"\n## Found vs random (top-1 % on digits' eval split; {args.epochs} epochs)\n")
+    print("| network | MACs | seed 0 | seed 1 | mean | blocks |")
+    print("|---|---|---|---|---|---|")
+    for name, (macs, accs, blocks) in rows.items():
+        print(
+            f"| {name} | {macs / 1e6:.3f}M | {accs[0] * 100:.1f} | {accs[1] * 100:.1f} | "
+            f"{statistics.mean(accs) * 100:.1f} | {blocks} |"
+        )
+    randoms = [statistics.mean(a) for n, (_, a, _) in rows.items() if n.startswith("random")]
+    median = statistics.median(randoms)
+    mean_found = statistics.mean(rows["two-stage search"][1])
+    better = sum(r > mean_found for r in randoms)
+    print(
+        f"\nmedian of the {len(randoms)} random means: {median * 100:.1f}; two-stage result "
+        f"{mean_found * 100:.1f} (>= median: {mean_found >= median}; {better} random network(s) "
+        f"better); one-stage result {statistics.mean(rows['one-stage search'][1]) * 100:.1f}"
+    )
+
+
+def _load_arch(path):
+    with open(path) as f:
+        data = json.load(f)
+    return data.get("architecture", data)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", required=True, help="where the searches' model dirs go")
@@ -200,14 +324,27 @@ def main():
     p.add_argument("--ridge_point", type=float, default=400.0)
     p.add_argument("--mac_targets", type=float, nargs="+", default=[2.3e6, 2.6e6])
     p.add_argument("--steps", type=int, default=300, help="steps per stage")
+    p.add_argument("--seed", type=int, default=0, help="search.seed of every search")
     p.add_argument("--print_only", action="store_true")
     p.add_argument("--only", nargs="*", help="run only these searches (names from the plan)")
+    p.add_argument(
+        "--found_vs_random",
+        action="store_true",
+        help="instead: carved-reward searches, random architectures, stand-alone training",
+    )
+    p.add_argument("--fvr_target", type=float, default=2.3e6, help="MACs target of that mode")
+    p.add_argument("--randoms", type=int, default=8)
+    p.add_argument("--epochs", type=int, default=15, help="stand-alone training epochs")
     args = p.parse_args()
     if not 0 < args.fraction < 1:
         _fail(f"--fraction must be in (0, 1), got {args.fraction}")
     if args.ridge_point <= 0:
         _fail(f"--ridge_point must be > 0 (the memory-bound device), got {args.ridge_point}")
     args.tolerance_label = "search.tolerance"
+    if args.found_vs_random:
+        os.makedirs(args.out, exist_ok=True)
+        found_vs_random(args)
+        return
     runs = plan(args)
     for name, targets, ridge in runs:
         print(f"plan: {name} targets {targets} ridge point {ridge:g}")
