@@ -115,7 +115,7 @@ def _describe(arch_dict):
             else:
                 names.append(b["type"])
         parts.append(" + ".join(names) + f" {stage[-1]['filters']}")
-    return " | ".join(parts)
+    return ", ".join(parts)
 
 
 def tables(args, runs):
