@@ -60,6 +60,7 @@ _BOUNDS = {
     "rl_delay": dict(low=0, high=1),
     "op_warmup": dict(low=0, high=1),
     "filter_warmup": dict(low=0, high=1),
+    "tolerance": dict(low=0, high=1, optional=True),
 }
 
 
@@ -260,13 +261,31 @@ class _Stage:
         return self.result(name)
 
     def result(self, name):
-        values = self.space.values(self.space.from_indices(self.controller.most_likely()))
+        tolerance = self.args.tolerance
+        if tolerance and name == "coarse":
+            tolerance /= 2  # half the band: the fine stage keeps room on both sides (docs/nas.md)
+        pick = cost_models.select_architecture(
+            self.space,
+            self.controller.log_probabilities(),
+            self.targets,
+            tolerance,
+            seed=self.args.seed,
+        )
+        logging.info(
+            "stage %s result: %s (argmax off target by %.3f, result by %.3f)",
+            name,
+            pick["method"],
+            pick["argmax_deviation"],
+            pick["deviation"],
+        )
+        values = self.space.values(self.space.from_indices(pick["indices"]))
         arch = self.space.decode(values, name=f"nas_{self.space.name}_{name}")
         return {
             "stage": name,
             "space": self.space.name,
             "values": values,
             "probabilities": {k: v.tolist() for k, v in self.controller.probabilities().items()},
+            "selection": pick,
             "architecture": search_space.architecture_to_dict(arch),
             "costs": {
                 t.cost_model.name: {"value": v, "target": t.value, "ratio": v / t.value}
@@ -351,6 +370,7 @@ def search(
     rl_delay: float = 0.25,
     op_warmup: float = 0.25,
     filter_warmup: float = 0.25,
+    tolerance: float | None = None,
     tpu: str | None = None,
     seed: int = 0,
     log_every_steps: int = 50,
@@ -377,6 +397,8 @@ def search(
       rl_delay: fraction of a stage before the controller learns.
       op_warmup: fraction of a stage with op warm-up.
       filter_warmup: fraction of a stage with filter warm-up.
+      tolerance: a stage's result is the most likely architecture within this relative band of
+        every target (cost_models.select_architecture); None: the argmax of every decision.
       tpu: TPU address for strategy "tpu".
       seed: controller sampling and warm-up seed.
       log_every_steps: TensorBoard and log interval.
