@@ -69,32 +69,22 @@ def plan(args):
 
 
 def run(args, name, targets, ridge_point):
-    model_dir = os.path.join(args.out, name)
-    if os.path.exists(os.path.join(model_dir, "architecture.json")):
-        print(f"{name}: done earlier ({model_dir})", flush=True)
-        return
-    cmd = [
-        sys.executable,
-        "-m",
-        "experiments.nas.search",
-        "--gin_file=gin_configs/nas_quickstart.gin",
-        f"--model_dir={model_dir}",
-        f"--gin_param=search.targets = {targets!r}",
-        f"--gin_param=make_cost_model.ridge_point = {float(ridge_point)!r}",
-        f"--gin_param=search.steps_per_stage = {args.steps}",
-        f"--gin_param=search.seed = {args.seed}",
-    ]
-    start = time.time()
-    print(f"{name}: {' '.join(cmd[3:])}", flush=True)
-    with open(os.path.join(args.out, f"{name}.log"), "w") as log:
-        code = subprocess.call(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
-    print(f"{name}: exit {code} after {(time.time() - start) / 60:.1f} min", flush=True)
-    if code:
-        _fail(f"search {name} failed (exit {code}); see {args.out}/{name}.log")
+    _search(
+        args,
+        name,
+        targets,
+        [
+            f"make_cost_model.ridge_point = {float(ridge_point)!r}",
+            f"search.steps_per_stage = {args.steps}",
+            f"search.seed = {args.seed}",
+        ],
+    )
 
 
 def _load(args, name):
     d = os.path.join(args.out, name)
+    if not os.path.exists(os.path.join(d, "architecture.json")):
+        _fail(f"{d} holds no finished search; run without --print_only first")
     with open(os.path.join(d, "architecture.json")) as f:
         summary = json.load(f)
     stages = {}
@@ -204,7 +194,8 @@ def tables(args, runs):
 # --- search beats chance, two-stage vs one-stage (rewards from a carved split) -------------------
 
 
-def _search(args, name, extra):
+def _search(args, name, targets, params):
+    """One quickstart search into OUT/name with `targets` and extra gin `params` (skipped if done)."""
     model_dir = os.path.join(args.out, name)
     if os.path.exists(os.path.join(model_dir, "architecture.json")):
         print(f"{name}: done earlier ({model_dir})", flush=True)
@@ -215,8 +206,8 @@ def _search(args, name, extra):
         "experiments.nas.search",
         "--gin_file=gin_configs/nas_quickstart.gin",
         f"--model_dir={model_dir}",
-        f"--gin_param=search.targets = {{'macs': {args.fvr_target!r}}}",
-        *[f"--gin_param={p}" for p in extra],
+        f"--gin_param=search.targets = {targets!r}",
+        *[f"--gin_param={p}" for p in params],
     ]
     _call(args, name, cmd)
     return model_dir
@@ -281,10 +272,12 @@ def found_vs_random(args):
     with `--train_seeds`; prints the table."""
     import statistics  # pylint: disable=g-import-not-at-top
 
-    two = _search(args, "carved_two_stage", [])
+    target = {"macs": args.fvr_target}
+    two = _search(args, "carved_two_stage", target, [])
     one = _search(
         args,
         "carved_one_stage",
+        target,
         ["search.plan = 'one_stage'", f"search.steps_per_stage = {2 * args.steps}"],
     )
     nets = {}
