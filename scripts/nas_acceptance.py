@@ -30,7 +30,6 @@ eval split (which no search saw).
 A finished search (MODEL_DIR/architecture.json) or training (metrics.json) is not rerun.
 """
 
-import argparse
 import json
 import os
 import subprocess
@@ -41,14 +40,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from experiments.nas import cost_models
-from mobilenetv4 import search_space, spec_costs
+from mobilenetv4 import cli, search_space, spec_costs
 
 SIZE, CLASSES = 32, 10  # the quickstart data (digits at 32 px, 10 classes)
-
-
-def _fail(msg):
-    print(f"error: {msg}", file=sys.stderr)
-    sys.exit(2)
 
 
 def _roofline(ridge_point):
@@ -84,7 +78,7 @@ def run(args, name, targets, ridge_point):
 def _load(args, name):
     d = os.path.join(args.out, name)
     if not os.path.exists(os.path.join(d, "architecture.json")):
-        _fail(f"{d} holds no finished search; run without --print_only first")
+        cli.fail(f"{d} holds no finished search; run without --print_only first")
     with open(os.path.join(d, "architecture.json")) as f:
         summary = json.load(f)
     stages = {}
@@ -220,7 +214,7 @@ def _call(args, name, cmd):
         code = subprocess.call(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
     print(f"{name}: exit {code} after {(time.time() - start) / 60:.1f} min", flush=True)
     if code:
-        _fail(f"{name} failed (exit {code}); see {args.out}/{name}.log")
+        cli.fail(f"{name} failed (exit {code}); see {args.out}/{name}.log")
 
 
 def _random_architectures(args, macs, count, seed=7):
@@ -319,8 +313,8 @@ def _load_arch(path):
     return data.get("architecture", data)
 
 
-def main():
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv=None):
+    p = cli.ArgumentParser("python scripts/nas_acceptance.py", __doc__)
     p.add_argument("--out", required=True, help="where the searches' model dirs go")
     p.add_argument("--fraction", type=float, default=0.25, help="equal-latency target position")
     p.add_argument("--ridge_point", type=float, default=400.0)
@@ -338,11 +332,11 @@ def main():
     p.add_argument("--randoms", type=int, default=8)
     p.add_argument("--epochs", type=int, default=15, help="stand-alone training epochs")
     p.add_argument("--train_seeds", type=int, nargs="+", default=[0, 1], help="train.seed values")
-    args = p.parse_args()
+    args = p.parse_args(argv)
     if not 0 < args.fraction < 1:
-        _fail(f"--fraction must be in (0, 1), got {args.fraction}")
+        cli.fail(f"--fraction must be in (0, 1), got {args.fraction}")
     if args.ridge_point <= 0:
-        _fail(f"--ridge_point must be > 0 (the memory-bound device), got {args.ridge_point}")
+        cli.fail(f"--ridge_point must be > 0 (the memory-bound device), got {args.ridge_point}")
     args.tolerance_label = "search.tolerance"
     if args.found_vs_random:
         os.makedirs(args.out, exist_ok=True)
@@ -361,4 +355,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main)

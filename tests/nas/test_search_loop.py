@@ -47,6 +47,7 @@ def test_sigterm_saves_the_stage_and_a_rerun_resumes(tmp_path, caplog):
     assert signal.getsignal(signal.SIGTERM) == before  # the handler is given back
 
     caplog.set_level("INFO")
+    caplog.set_level("INFO", logger="absl")  # absl's own level may be WARNING after other tests
     summary = tunas.search(str(tmp_path), data=data, steps_per_stage=stopped_at + 2, **SEARCH)
     assert f"stage one_stage: resumed at step {stopped_at}" in caplog.text
     assert summary["stages"] == ["one_stage"] and (tmp_path / "one_stage.json").exists()
