@@ -139,7 +139,7 @@ def _reestimate(model, bns, batches):
             bn.momentum = momentum
 
 
-def _precondition(model, batches, rng, max_rows: int = 16384):
+def _precondition(model, batches, rng, max_rows: int = 4096):
     """W <- (C / mean eigenvalue)^(1/2) W for every dense and non-depthwise conv kernel, C the
     covariance of its input channels over `batches` (at most `max_rows` positions per batch),
     each output channel keeping its norm."""
@@ -158,11 +158,11 @@ def _precondition(model, batches, rng, max_rows: int = 16384):
     def recording(layer, call):
         def wrapped(inputs, *args, **kwargs):
             if tf.executing_eagerly() and inputs.shape[-1] == layer.kernel.shape[-2]:
-                v = np.asarray(inputs, np.float64).reshape(-1, inputs.shape[-1])
-                if len(v) > max_rows:
+                v = np.asarray(inputs, np.float32).reshape(-1, inputs.shape[-1])
+                if len(v) > max_rows:  # the cost is rows x channels^2 per layer and batch
                     v = v[rng.choice(len(v), max_rows, replace=False)]
                 n, s, ss = moments.get(id(layer), (0, 0.0, 0.0))
-                moments[id(layer)] = (n + len(v), s + v.sum(0), ss + v.T @ v)
+                moments[id(layer)] = (n + len(v), s + v.sum(0, np.float64), ss + v.T @ v)
             return call(inputs, *args, **kwargs)
 
         return wrapped
