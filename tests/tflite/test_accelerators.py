@@ -194,9 +194,9 @@ def test_bad_accelerator_names(conv_small, capsys):
 
 @needs_openvino
 def test_npu_compile_and_run_conv_small_and_attention(conv_small, tiny_models, tmp_path):
-    for source, images in [
-        (conv_small["int8"], conv_small["images"]),
-        (tiny_models["int8_full"], tiny_models["images"]),
+    for source, images, min_sqnr in [
+        (conv_small["int8"], conv_small["images"], 20.0),
+        (tiny_models["int8_full"], tiny_models["images"], 5.0),
     ]:
         src = shutil.copy(source, tmp_path)
         report = npu.compile_model(src, npu.parse_target("intel_openvino"), log=lambda *_: None)
@@ -211,10 +211,11 @@ def test_npu_compile_and_run_conv_small_and_attention(conv_small, tiny_models, t
         c = accelerators.isolated(
             "check", path=report["compiled_model"], accelerator="npu", images=images, reference=src
         )
-        # Stand-in weights amplify rounding: OpenVINO's and XNNPACK's integer kernels agree at only
-        # 8-14 dB on them (29.4 dB on the trained quick-trial model, docs/tflite.md); a wrong
-        # zero point or scale gives <= 0 dB.
-        assert c["fully_accelerated"] and c["sqnr_db"] > 5, c
+        # OpenVINO's and XNNPACK's int8 kernels round differently: conv_small's preconditioned
+        # stand-in measured 31.9 and 38.3 dB (two inits; 31.1 dB on the trained quickstart model,
+        # docs/tflite.md); the tiny all-int8 attention model's bar is the old stand-ins' (8-14 dB
+        # measured). A wrong zero point or scale gives <= 0 dB.
+        assert c["fully_accelerated"] and c["sqnr_db"] > min_sqnr, c
 
 
 @pytest.mark.slow
