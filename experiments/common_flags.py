@@ -24,6 +24,28 @@ CPU_DEVICES = flags.DEFINE_integer(
 )
 
 
+def define_strategy_flags(job):
+    """Defines --strategy and --tpu (once per process) for a gin job whose `JOB.strategy` and
+    `JOB.tpu` bindings they override (experiments.train: "train", experiments.nas.search: "search")."""
+    if "strategy" in flags.FLAGS:
+        return
+    flags.DEFINE_enum(
+        "strategy",
+        None,
+        ["default", "mirrored", "multi_worker", "tpu"],
+        f"tf.distribute strategy (overrides {job}.strategy); "
+        "multi_worker reads the cluster from TF_CONFIG.",
+    )
+    flags.DEFINE_string("tpu", None, "TPU name or address for --strategy=tpu.")
+
+
+def strategy_overrides():
+    """{"strategy": ..., "tpu": ...}: the --strategy / --tpu flags that were given."""
+    return {
+        name: flags.FLAGS[name].value for name in ("strategy", "tpu") if flags.FLAGS[name].value
+    }
+
+
 def split_cpu_if_asked():
     """Applies --cpu_devices; must run before TensorFlow initialises its devices."""
     if CPU_DEVICES.value:
@@ -63,7 +85,9 @@ __all__ = [
     "EXIT_USER_ERROR",
     "GIN_FILES",
     "GIN_PARAMS",
+    "define_strategy_flags",
     "parse_gin",
     "run",
     "split_cpu_if_asked",
+    "strategy_overrides",
 ]

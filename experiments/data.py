@@ -132,6 +132,7 @@ class Source:
     label_offset: int = 0
     files: Sequence[str] = ()
     spec: str = ""  # the dataset spec string that rebuilds it (set by make_source)
+    keys: Sequence[str] = ()  # every example's key, when known without reading (exact hold_out)
 
     def __post_init__(self):
         raw_read = self.read
@@ -178,7 +179,7 @@ def _in_memory_source(name, keys, images, labels, num_classes):
         del seed  # whole-example shuffling happens in the pipeline
         return _shard(tf.data.Dataset.from_tensor_slices((keys, images, labels)), ctx)
 
-    return Source(name, len(labels), num_classes, read)
+    return Source(name, len(labels), num_classes, read, keys=keys)
 
 
 def sklearn_digits_source(split, eval_fraction=0.2):
@@ -237,7 +238,7 @@ def image_folder_source(directory):
         ds = _shard(tf.data.Dataset.from_tensor_slices((paths, labels)), ctx)
         return ds.map(lambda p, l: (p, tf.io.read_file(p), l), num_parallel_calls=tf.data.AUTOTUNE)
 
-    return Source(f"folder:{directory}", len(paths), len(classes), read)
+    return Source(f"folder:{directory}", len(paths), len(classes), read, keys=paths)
 
 
 def tfrecord_source(
@@ -451,6 +452,55 @@ def _make_base_source(
     )
 
 
+_HASH_BUCKETS = 1 << 20
+
+
+def _in_validation(keys, fraction, seed):
+    """Whether each key's example belongs to the validation part (a seeded hash of the key)."""
+    bucket = tf.strings.to_hash_bucket_strong(keys, _HASH_BUCKETS, [int(seed), 0])
+    return bucket < round(fraction * _HASH_BUCKETS)
+
+
+def hold_out(source, fraction, seed=0):
+    """(training part, validation part) of `source`: an example goes to the validation part when a
+    seeded hash of its key falls below `fraction`, so the split is deterministic by seed, the same
+    on every worker and in every epoch, and streams (no pass over the data). Counts are exact when
+    the source lists its keys (digits, folders), else `fraction` of the examples (TFDS).
+
+    Args:
+      source: a Source whose keys identify examples (not a TFRecord glob: its keys are files).
+      fraction: the validation part's share, in (0, 1).
+      seed: the split's seed.
+    """
+    if source.files:
+        raise DataError(
+            f"{source.name}: validation_fraction splits examples by key, and TFRecord keys are "
+            "file names; write the validation examples to their own files and name them with "
+            "input_pipeline.validation_dataset"
+        )
+    if len(source.keys):
+        held = int(np.sum(_in_validation(tf.constant(list(source.keys)), fraction, seed).numpy()))
+    else:
+        held = round(source.num_examples * fraction)
+    if held < 1 or held >= source.num_examples:
+        raise DataError(
+            f"validation_fraction {fraction} of the {source.num_examples} examples of "
+            f"{source.name} leaves {held} for validation; choose a fraction that leaves both parts "
+            "non-empty"
+        )
+
+    def part(validation):
+        def read(ctx, seed_):
+            ds = source.read(ctx, seed_)
+            return ds.filter(lambda k, e, l: _in_validation(k, fraction, seed) == validation)
+
+        count = held if validation else source.num_examples - held
+        name = f"{source.name}[{'validation' if validation else 'training'} part]"
+        return Source(name, count, source.num_classes, read, spec=source.spec)
+
+    return part(False), part(True)
+
+
 def decode(key, encoded):
     """Decodes to uint8 RGB; a non-image fails naming `key` (the file/record)."""
     head = tf.strings.substr(encoded, 0, 4)
@@ -515,6 +565,9 @@ class ImageClassificationData:
     replace this class (e.g. a distillation dataset with soft labels).
     `spec` is the training source's dataset spec (recorded in the run's build
     record), `preprocessing` the normalisation name (mobilenetv4.preprocessing).
+    `validation_source`: a split held apart from both (e.g. `hold_out` of the training
+    split), served by `validation_dataset` like the eval split; the NAS search's rewards
+    come from it.
     """
 
     def __init__(
@@ -527,9 +580,11 @@ class ImageClassificationData:
         shuffle_buffer=10_000,
         deterministic=False,
         cache=False,
+        validation_source=None,
     ):
         self.train_source = train_source
         self.eval_source = eval_source
+        self.validation_source = validation_source
         self.image_size = int(image_size)
         self.aug = augmentation or Augmentation()
         self.eval_crop_fraction = eval_crop_fraction
@@ -543,6 +598,7 @@ class ImageClassificationData:
         self.num_classes = train_source.num_classes
         self.num_train_examples = train_source.num_examples
         self.num_eval_examples = eval_source.num_examples if eval_source else 0
+        self.num_validation_examples = validation_source.num_examples if validation_source else 0
 
     def steps_per_epoch(self, global_batch):
         steps = self.num_train_examples // global_batch
@@ -619,9 +675,18 @@ class ImageClassificationData:
         """
         if self.eval_source is None:
             raise DataError("no eval dataset configured")
+        return self._held_out_dataset(self.eval_source, ctx, per_replica_batch, num_batches)
+
+    def validation_dataset(self, ctx, per_replica_batch, num_batches):
+        """The validation split's batches, made like eval_dataset's."""
+        if self.validation_source is None:
+            raise DataError("no validation split configured (input_pipeline.validation_fraction)")
+        return self._held_out_dataset(self.validation_source, ctx, per_replica_batch, num_batches)
+
+    def _held_out_dataset(self, source, ctx, per_replica_batch, num_batches):
         replicas = ctx.num_replicas_in_sync if ctx else 1
         pipelines = ctx.num_input_pipelines if ctx else 1
-        ds = self._decoded(self.eval_source, ctx, None, example_shard=True)
+        ds = self._decoded(source, ctx, None, example_shard=True)
         ds = ds.map(
             lambda im, l: (
                 eval_preprocess(im, self.image_size, self.eval_crop_fraction),

@@ -6,6 +6,7 @@
                                     restores from there, the others save to a private temp dir
   ProgressLog                       progress line + TensorBoard scalars (chief)
   TrainingLoop                      steps, with log / checkpoint / eval steps and SIGTERM between
+  SigtermFlag                       SIGTERM (preemption notice) as a flag checked between steps
   RunArtifacts                      build.json, final weights (EMA and raw) with their build
                                     record, metrics.json, operative_config.gin; all atomic
   run_lock(model_dir, chief)        fileio.RunLock on the run directory (chief, local dirs)
@@ -14,6 +15,7 @@
 `experiments.trainer.train` wires these together; see docs/training.md.
 """
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -61,8 +63,9 @@ def _random_generator_states(model):
     return states
 
 
-class _SigtermFlag:
-    """Turns SIGTERM (preemption notice) into a flag checked between steps."""
+class SigtermFlag:
+    """Turns SIGTERM (preemption notice) into a flag checked between steps (a context manager;
+    a job that does work outside TrainingLoop.run holds one and passes it to the loop)."""
 
     def __init__(self):
         self.raised = False
@@ -277,9 +280,9 @@ class ProgressLog:
     """The progress line every log_every_steps and the TensorBoard scalars
     (MODEL_DIR/train and MODEL_DIR/eval, chief only)."""
 
-    def __init__(
-        self, model_dir, chief, *, batch_size, steps_per_epoch, last_step, schedule, metrics, step
-    ):
+    def __init__(self, model_dir, chief, state, step, *, batch_size, steps_per_epoch, last_step):
+        """`state` is the trainer's TrainState (its learning-rate schedule and metrics are read);
+        `step` is where this run starts."""
         make = (
             (lambda d: tf.summary.create_file_writer(os.path.join(model_dir, d)))
             if chief
@@ -289,8 +292,8 @@ class ProgressLog:
         self.batch_size = batch_size
         self.steps_per_epoch = steps_per_epoch
         self.last_step = last_step
-        self.schedule = schedule
-        self.metrics = metrics
+        self.schedule = state.schedule
+        self.metrics = state.metrics
         self._window = (time.time(), step)
 
     def train(self, step):
@@ -351,8 +354,10 @@ class TrainingLoop:
     step every `checkpoint_every_steps` (and at the end), an eval step every
     `eval_every_epochs` and a checkpoint + Preempted on SIGTERM.
 
-    `train_steps(iterator, n)` is any tf.function taking n steps (as
-    make_train_step returns); `evaluate()` returns eval metrics.
+    `train_steps(iterator, n)` is any callable taking n steps from the epoch's distributed
+    iterator (a tf.function as make_train_step returns, or a Python step callback like the
+    NAS search's); `evaluate()` returns eval metrics. `sigterm`: a SigtermFlag the caller
+    already holds (None: the loop holds its own while it runs).
     """
 
     data: Any
@@ -369,6 +374,7 @@ class TrainingLoop:
     log_every_steps: int = 100
     checkpoint_every_steps: int = 1000
     eval_every_epochs: Optional[int] = None
+    sigterm: SigtermFlag | None = None
     results: dict = dataclasses.field(default_factory=dict)
 
     @property
@@ -403,7 +409,8 @@ class TrainingLoop:
 
     def run(self, step):
         """Trains from `step` to last_step; returns the step reached."""
-        with _SigtermFlag() as sigterm:
+        held = SigtermFlag() if self.sigterm is None else contextlib.nullcontext(self.sigterm)
+        with held as sigterm:
             while step < self.last_step:
                 epoch, in_epoch = divmod(step, self.steps_per_epoch)
                 iterator = self._epoch_iterator(epoch, in_epoch)

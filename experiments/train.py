@@ -27,14 +27,7 @@ flags.DEFINE_string(
     None,
     "Where checkpoints, TensorBoard logs, build.json, final.weights.h5 and metrics.json go.",
 )
-flags.DEFINE_enum(
-    "strategy",
-    None,
-    ["default", "mirrored", "multi_worker", "tpu"],
-    "tf.distribute strategy (overrides train.strategy); "
-    "multi_worker reads the cluster from TF_CONFIG.",
-)
-flags.DEFINE_string("tpu", None, "TPU name or address for --strategy=tpu.")
+common_flags.define_strategy_flags("train")
 flags.mark_flag_as_required("model_dir")
 FLAGS = flags.FLAGS
 
@@ -54,13 +47,8 @@ def main(argv):
     from experiments import trainer
 
     parse_gin(FLAGS.gin_file, FLAGS.gin_param)
-    overrides = {}
-    if FLAGS.strategy:
-        overrides["strategy"] = FLAGS.strategy
-    if FLAGS.tpu:
-        overrides["tpu"] = FLAGS.tpu
     try:
-        results = trainer.train(FLAGS.model_dir, **overrides)
+        results = trainer.train(FLAGS.model_dir, **common_flags.strategy_overrides())
     except trainer.Preempted as e:
         print(f"preempted: {e}", file=sys.stderr)
         return EXIT_PREEMPTED

@@ -50,6 +50,14 @@ STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
 ATTENTION_TYPES = ("mobile_mqa", "mqa", "mhsa")
 PADDINGS = ("same", "symmetric")
 MIN_IMAGE_SIZE = 32
+# TrainingLoop's cadence settings: train() arguments of the same names.
+LOOP_SETTINGS = (
+    "seed",
+    "steps_per_loop",
+    "log_every_steps",
+    "checkpoint_every_steps",
+    "eval_every_epochs",
+)
 
 
 # -------------------------------------------------------- argument checks
@@ -196,12 +204,19 @@ def input_pipeline(
     num_train_examples=None,
     num_eval_examples=None,
     label_offset=0,
+    validation_fraction=0.0,
+    validation_seed=0,
+    validation_dataset=None,
 ):
     """Dataset spec strings (see experiments.data) plus Table 10 augmentation.
 
     `label_offset` is subtracted from every stored label (e.g. 1 for labels
     1..10); a spec's own `;label_offset=N` wins. Labels are checked against
-    the classes as they stream.
+    the classes as they stream. A validation split, held apart from both the
+    training and the eval split (the NAS search's rewards come from it), is
+    either `validation_fraction` of the training split (data.hold_out, by a
+    hash of each example's key seeded with `validation_seed`; not trained on)
+    or the spec `validation_dataset`.
     """
     _check("input_pipeline.image_size", image_size, low=MIN_IMAGE_SIZE, integer=True)
     _check_choice("input_pipeline.crop", crop, ("inception", "resize"))
@@ -229,6 +244,8 @@ def input_pipeline(
         "input_pipeline.num_eval_examples", num_eval_examples, low=1, integer=True, optional=True
     )
     _check("input_pipeline.label_offset", label_offset, integer=True)
+    _check("input_pipeline.validation_fraction", validation_fraction, low=0, high=1, high_open=True)
+    _check("input_pipeline.validation_seed", validation_seed, low=0, integer=True)
     kw = dict(
         tfds_data_dir=tfds_data_dir,
         tfds_manual_dir=tfds_manual_dir,
@@ -243,6 +260,17 @@ def input_pipeline(
         if eval_spec
         else None
     )
+    if validation_dataset and validation_fraction:
+        raise UserError(
+            "give input_pipeline.validation_fraction or input_pipeline.validation_dataset, not both"
+        )
+    validation_source = None
+    if validation_dataset:
+        validation_source = data_lib.make_source(validation_dataset, "train", **kw)
+    elif validation_fraction:
+        train_source, validation_source = data_lib.hold_out(
+            train_source, validation_fraction, validation_seed
+        )
     aug = data_lib.Augmentation(
         crop=crop,
         crop_area_range=tuple(crop_area_range),
@@ -265,6 +293,7 @@ def input_pipeline(
         shuffle_buffer,
         deterministic,
         cache,
+        validation_source=validation_source,
     )
 
 
@@ -644,12 +673,11 @@ def _train_locked(model_dir, data, model_fn, loss_fn, args, started):
         progress = ProgressLog(
             model_dir,
             chief,
+            state,
+            step,
             batch_size=args.batch_size,
             steps_per_epoch=steps_per_epoch,
             last_step=last_step,
-            schedule=state.schedule,
-            metrics=state.metrics,
-            step=step,
         )
         loop = TrainingLoop(
             data=data,
@@ -669,11 +697,7 @@ def _train_locked(model_dir, data, model_fn, loss_fn, args, started):
             global_batch=args.batch_size,
             steps_per_epoch=steps_per_epoch,
             last_step=last_step,
-            seed=args.seed,
-            steps_per_loop=args.steps_per_loop,
-            log_every_steps=args.log_every_steps,
-            checkpoint_every_steps=args.checkpoint_every_steps,
-            eval_every_epochs=args.eval_every_epochs,
+            **{name: getattr(args, name) for name in LOOP_SETTINGS},
         )
         step = loop.run(step)
         results = dict(loop.results)

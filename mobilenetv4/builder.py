@@ -69,22 +69,14 @@ def _check_input_shape(input_shape, default_size):
     return tuple(int(s) if s is not None else None for s in input_shape)
 
 
-def _check_options(
-    width_multiplier,
-    pooling,
-    padding,
-    classes,
-    dropout,
-    stochastic_depth_rate,
-    bn_momentum,
-    bn_epsilon,
-    attention_type,
-):
-    _check_positive("width_multiplier", width_multiplier)
-    _check_positive("bn_epsilon", bn_epsilon)
-    _check_fraction("bn_momentum", bn_momentum)
-    _check_fraction("dropout", dropout)
-    _check_fraction("stochastic_depth_rate", stochastic_depth_rate)
+def _check_options(options):
+    """Raises UserError for the first bad value in `options` (build_model's arguments by name)."""
+    for name in ("width_multiplier", "bn_epsilon"):
+        _check_positive(name, options[name])
+    for name in ("bn_momentum", "dropout", "stochastic_depth_rate"):
+        _check_fraction(name, options[name])
+    pooling, padding = options["pooling"], options["padding"]
+    classes, attention_type = options["classes"], options["attention_type"]
     if pooling not in (None, "avg", "max"):
         raise UserError(f"pooling must be None, 'avg' or 'max', got {pooling!r}")
     if padding not in PADDINGS:
@@ -150,33 +142,8 @@ def _check_memory(arch, input_shape):
 
 def _block_layer(block, name, *, width, act, drop, arch, attention_type, common):
     """The layer of one block row of the architecture table."""
-    if isinstance(block, (specs.Conv2D, specs.FusedIB, specs.UIB)):
-        conv = dict(
-            filters=width(block.filters),
-            strides=block.stride,
-            activation=act,
-            name=name,
-            anti_alias=arch.anti_alias,
-            **common,
-        )
-    if isinstance(block, specs.Conv2D):
-        return L.ConvBN(kernel_size=block.kernel, **conv)
-    if isinstance(block, specs.FusedIB):
-        return L.FusedIB(
-            expand_ratio=block.expand,
-            kernel_size=block.kernel,
-            stochastic_depth_rate=drop,
-            **conv,
-        )
-    if isinstance(block, specs.UIB):
-        return L.UniversalInvertedBottleneck(
-            expand_ratio=block.expand,
-            start_dw_kernel_size=block.start_dw,
-            middle_dw_kernel_size=block.middle_dw,
-            layer_scale_init_value=arch.layer_scale,
-            stochastic_depth_rate=drop,
-            **conv,
-        )
+    # The residual branch of UIB and attention blocks: layer scale (hybrids) and drop path.
+    branch = {"layer_scale_init_value": arch.layer_scale, "stochastic_depth_rate": drop}
     if isinstance(block, specs.MobileMQA):
         # Anti-aliasing never applies to the attention K/V downsampling (timm).
         return L.MobileAttentionBlock(
@@ -185,12 +152,33 @@ def _block_layer(block, name, *, width, act, drop, arch, attention_type, common)
             value_dim=block.key_dim,
             kv_strides=block.kv_stride,
             attention_type=attention_type,
-            layer_scale_init_value=arch.layer_scale,
-            stochastic_depth_rate=drop,
             name=name,
+            **branch,
             **common,
         )
-    raise TypeError(f"{arch.name} {name}: unknown block spec {block!r}")
+    if not isinstance(block, (specs.Conv2D, specs.FusedIB, specs.UIB)):
+        raise TypeError(f"{arch.name} {name}: unknown block spec {block!r}")
+    conv = dict(
+        filters=width(block.filters),
+        strides=block.stride,
+        activation=act,
+        name=name,
+        anti_alias=arch.anti_alias,
+        **common,
+    )
+    if isinstance(block, specs.Conv2D):
+        return L.ConvBN(kernel_size=block.kernel, **conv)
+    if isinstance(block, specs.FusedIB):  # no layer scale: hybrids scale only UIB and attention
+        return L.FusedIB(
+            expand_ratio=block.expand, kernel_size=block.kernel, stochastic_depth_rate=drop, **conv
+        )
+    return L.UniversalInvertedBottleneck(
+        expand_ratio=block.expand,
+        start_dw_kernel_size=block.start_dw,
+        middle_dw_kernel_size=block.middle_dw,
+        **branch,
+        **conv,
+    )
 
 
 def build_model(
@@ -242,17 +230,7 @@ def build_model(
     """
     width_multiplier = arch.width_multiplier if width_multiplier is None else width_multiplier
     dropout = arch.dropout if dropout is None else dropout
-    _check_options(
-        width_multiplier,
-        pooling,
-        padding,
-        classes,
-        dropout,
-        stochastic_depth_rate,
-        bn_momentum,
-        bn_epsilon,
-        attention_type,
-    )
+    _check_options(locals())
     arch = dataclasses.replace(arch, width_multiplier=width_multiplier).validate()
     input_shape = _check_input_shape(input_shape, arch.default_size)
     _check_memory(arch, input_shape)

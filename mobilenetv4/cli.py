@@ -6,7 +6,9 @@
   Input files that a tool works through may be positional (`tflite.benchmark a.tflite b.tflite`).
 - `--output FILE` names a file, `--output_dir DIR` a directory. An existing output is refused unless
   `--overwrite` is given, and an output may never be one of the same run's inputs (`fileio`).
-- The Appendix B protocol flags are the same everywhere (`add_protocol_flags`).
+- The Appendix B protocol flags are the same everywhere (`add_protocol_flags`, `protocol_options`);
+  so are `--models` (`add_models_flag`) and the outputs (`add_output_flags`). A numeric flag's help
+  states its default from the value (`add_number_flag`).
 - Exit codes: 0 done; 1 the job ran and its check failed; 2 a user error, reported as one line
   `error: ...` on stderr with no traceback; 143 preempted (the trainers, after a checkpoint).
 
@@ -107,6 +109,45 @@ def comma_list(text: str) -> list[str]:
     return items
 
 
+class CommaList(argparse.Action):
+    """`--flag a,b` (the package's list syntax); the older space-separated `--flag a b` is still
+    accepted for one release, with a deprecation line."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        kwargs.setdefault("nargs", "+")
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if len(values) > 1:
+            print(
+                f"warning: space-separated values for {option_string} are deprecated and will "
+                f"be removed in the next release; use {option_string} {','.join(values)}",
+                file=sys.stderr,
+            )
+        try:
+            items = [item for value in values for item in comma_list(value)]
+        except argparse.ArgumentTypeError as e:
+            parser.error(f"argument {option_string}: {e}")
+        setattr(namespace, self.dest, items)
+
+
+def add_models_flag(parser, help: str, *, default: Sequence[str] | None = None) -> None:
+    """`--models a,b`: the models a tool works through; required unless it has a default.
+
+    Args:
+      parser: an ArgumentParser.
+      help: what the names are (", e.g. ..." or the choices); the default is appended.
+      default: the names when the flag is not given; None makes --models required. These tools
+        once took the names space-separated, which still works for one release (`CommaList`).
+    """
+    if default is None:
+        parser.add_argument("--models", required=True, type=comma_list, help=help)
+    else:
+        default = list(default)
+        help = f"{help} (default {','.join(default)})"
+        parser.add_argument("--models", action=CommaList, default=default, help=help)
+
+
 def _int_at_least(text: str, minimum: int) -> int:
     try:
         value = int(text)
@@ -160,36 +201,45 @@ def core_choice(text: str):
     return value
 
 
+def add_number_flag(
+    parser, flag: str, default, help: str, *, type: Callable = positive_int
+) -> None:
+    """A numeric flag whose help ends with its default, so the two never disagree.
+
+    Args:
+      parser: an ArgumentParser or an argument group.
+      flag: the flag, e.g. "--num_runs".
+      default: its value when not given (an int or a float).
+      help: what it is; " (default N)" is appended.
+      type: the argparse type that parses and bounds it (default `positive_int`).
+    """
+    parser.add_argument(flag, type=type, default=default, help=f"{help} (default {default:g})")
+
+
 def add_protocol_flags(
     parser: argparse.ArgumentParser, *, num_runs: int = 1000, repeats: int = 5
 ) -> None:
     """The Appendix B protocol flags, spelled and defaulted the same in every tool."""
     g = parser.add_argument_group("benchmark protocol (paper Appendix B)")
-    g.add_argument(
-        "--num_runs",
-        type=positive_int,
-        default=num_runs,
-        help=f"invocations per mean (default {num_runs})",
-    )
-    g.add_argument(
-        "--repeats",
-        type=positive_int,
-        default=repeats,
-        help=f"means per model; the median is reported (default {repeats})",
-    )
-    g.add_argument(
-        "--warmup_runs",
-        type=non_negative_int,
-        default=20,
-        help="untimed invocations first (default 20)",
-    )
-    g.add_argument("--num_threads", type=positive_int, default=1, help="CPU threads (default 1)")
+    add_number_flag(g, "--num_runs", num_runs, "invocations per mean")
+    add_number_flag(g, "--repeats", repeats, "means per model; the median is reported")
+    add_number_flag(g, "--warmup_runs", 20, "untimed invocations first", type=non_negative_int)
+    add_number_flag(g, "--num_threads", 1, "CPU threads")
     g.add_argument(
         "--core",
         type=core_choice,
         default="fastest",
         help="pin to this CPU index, 'fastest' (default) or 'none'",
     )
+
+
+PROTOCOL_FLAGS = ("num_runs", "repeats", "warmup_runs", "num_threads", "core")
+
+
+def protocol_options(args) -> dict:
+    """The protocol flags' values by name (`add_protocol_flags`), as keyword arguments for
+    `tflite.benchmark.appendix_b` and the tools built on it."""
+    return {name: getattr(args, name) for name in PROTOCOL_FLAGS}
 
 
 def add_output_flags(

@@ -1,19 +1,25 @@
 """The MobileNetV4 architectures as data, in the paper's vocabulary (Tables 11-15).
 
-Each row is one block. Expansion is a ratio of the block's input width (the paper's tables give
-the product, e.g. Conv-S's first ExtraDW expands 64 x 3 = 192). Where the paper's tables and the
-public implementations differ, the rows follow timm and Model Garden, which agree with each other
-block for block and are what published weights and parameter counts refer to; the differences
-are noted beside the rows.
+Each architecture is its stem and a table of block rows in the columns of the paper's Tables 13-15,
+so that a row can be checked against the paper's by eye:
 
-Row constructors:
+    block       DW K1  DW K2  expanded dim  output dim  stride
+
+("-" where the paper leaves a cell empty). A stride-2 row opens a stage. Expansion is stored as a
+ratio of the block's input width (expanded dim / input dim), which is what a width multiplier
+scales. Where the paper's tables and the public implementations differ, the rows follow timm and
+Model Garden, which agree with each other block for block and are what published weights and
+parameter counts refer to; the differences are noted beside the tables.
+
+Blocks (the rows' values):
   Conv2D(k, c, s)            conv-BN-act
   FusedIB(k, e, c, s)        kxk expand conv (BN, act) -> 1x1 project (BN)
   ExtraDW(k1, k2, e, c, s)   UIB with start DW k1 and middle DW k2
   IB(k, e, c, s)             UIB with the middle DW only (MobileNetV2 inverted bottleneck)
   ConvNext(k, e, c, s)       UIB with the start DW only
   FFN(e, c)                  UIB with no DW: two 1x1 convs
-  MobileMQA(heads, d, kv_s)  Mobile MQA block; key = value dim d; K/V downsampled by kv_s
+  MobileMQA(heads, d, kv_s)  Mobile MQA block; key = value dim d; K/V downsampled by kv_s (the
+                             tables' "Mobile-MQA" rows; their heads and dims are per stage)
 """
 
 import dataclasses
@@ -142,213 +148,247 @@ class Architecture:
         return self
 
 
-# Table 11. The paper lists the first two stages as "FusedIB"; both implementations build them
-# as plain conv-BN-act pairs (3x3 s2, then 1x1) without a residual, and so do we.
-CONV_SMALL = Architecture(
-    name="conv_small",
-    paper_table="Table 11",
+def _kernel(cell):
+    return 0 if cell == "-" else int(cell.split("x")[0])
+
+
+def _block(row, channels, attention):
+    """The block of one table row whose input has `channels` channels."""
+    kind, k1, k2, expanded, filters, stride = row.split()
+    k1, k2, filters, stride = _kernel(k1), _kernel(k2), int(filters), int(stride)
+    if kind == "Mobile-MQA":
+        if attention is None or filters != channels:
+            raise ValueError(f"{row!r}: no attention for this stage, or it changes the width")
+        return attention
+    if kind == "Conv2D":
+        return Conv2D(k2, filters, stride)
+    ratio = int(expanded) / channels
+    ratio = int(ratio) if ratio.is_integer() else ratio
+    if kind == "FusedIB":
+        return FusedIB(k2, ratio, filters, stride)
+    block = UIB(k1, k2, ratio, filters, stride)
+    if block.kind != kind:
+        raise ValueError(f"{row!r}: these kernels make a {block.kind}")
+    return block
+
+
+def _architecture(name, paper_table, *, stem, rows, attention=None, **settings):
+    """An Architecture from its stem and its table `rows` (text in the paper's columns);
+    `attention` maps a stage number (3, 4) to the MobileMQA of that stage's Mobile-MQA rows."""
+    stages, channels = [], stem.filters
+    for row in filter(str.strip, rows.splitlines()):
+        if not stages or row.split()[-1] == "2":  # a stride-2 row opens a stage
+            stages.append([])
+        block = _block(row, channels, (attention or {}).get(len(stages)))
+        stages[-1].append(block)
+        channels = getattr(block, "filters", channels)
+    return Architecture(
+        name=name,
+        paper_table=paper_table,
+        stem=stem,
+        stages=tuple(map(tuple, stages)),
+        **settings,
+    )
+
+
+# Table 11. The paper lists stages 1 and 2 as FusedIB (3x3 expand, 1x1 project); both
+# implementations build them as plain conv-BN-act pairs without a residual, and so do we.
+CONV_SMALL = _architecture(
+    "conv_small",
+    "Table 11",
     default_size=224,
     dropout=0.3,
     stem=Conv2D(3, 32, 2),
-    stages=(
-        (Conv2D(3, 32, 2), Conv2D(1, 32)),
-        (Conv2D(3, 96, 2), Conv2D(1, 64)),
-        (
-            ExtraDW(5, 5, 3, 96, 2),
-            IB(3, 2, 96),
-            IB(3, 2, 96),
-            IB(3, 2, 96),
-            IB(3, 2, 96),
-            ConvNext(3, 4, 96),
-        ),
-        (
-            ExtraDW(3, 3, 6, 128, 2),
-            ExtraDW(5, 5, 4, 128),
-            IB(5, 4, 128),
-            IB(5, 3, 128),
-            IB(3, 4, 128),
-            IB(3, 4, 128),
-        ),
-    ),
+    # block     DW K1 DW K2 exp.  out  stride
+    rows="""
+    Conv2D      -    3x3   -     32   2
+    Conv2D      -    1x1   -     32   1
+    Conv2D      -    3x3   -     96   2
+    Conv2D      -    1x1   -     64   1
+    ExtraDW     5x5  5x5   192   96   2
+    IB          -    3x3   192   96   1
+    IB          -    3x3   192   96   1
+    IB          -    3x3   192   96   1
+    IB          -    3x3   192   96   1
+    ConvNext    3x3  -     384   96   1
+    ExtraDW     3x3  3x3   576   128  2
+    ExtraDW     5x5  5x5   512   128  1
+    IB          -    5x5   512   128  1
+    IB          -    5x5   384   128  1
+    IB          -    3x3   512   128  1
+    IB          -    3x3   512   128  1
+    """,
 )
 
-# Table 12. Stage 3 and 4 orders differ slightly from the paper's table (e.g. the FFN sits between
-# the two ConvNexts of stage 3, and stage 4 has two trailing FFNs before the last ConvNext).
-CONV_MEDIUM = Architecture(
-    name="conv_medium",
-    paper_table="Table 12",
+# Table 12.
+CONV_MEDIUM = _architecture(
+    "conv_medium",
+    "Table 12",
     default_size=256,
     stem=Conv2D(3, 32, 2),
-    stages=(
-        (FusedIB(3, 4, 48, 2),),
-        (ExtraDW(3, 5, 4, 80, 2), ExtraDW(3, 3, 2, 80)),
-        (
-            ExtraDW(3, 5, 6, 160, 2),
-            ExtraDW(3, 3, 4, 160),
-            ExtraDW(3, 3, 4, 160),
-            ExtraDW(3, 5, 4, 160),
-            ExtraDW(3, 3, 4, 160),
-            ConvNext(3, 4, 160),
-            FFN(2, 160),
-            ConvNext(3, 4, 160),
-        ),
-        (
-            ExtraDW(5, 5, 6, 256, 2),
-            ExtraDW(5, 5, 4, 256),
-            ExtraDW(3, 5, 4, 256),
-            ExtraDW(3, 5, 4, 256),
-            FFN(4, 256),
-            ConvNext(3, 4, 256),
-            ExtraDW(3, 5, 2, 256),
-            ExtraDW(5, 5, 4, 256),
-            FFN(4, 256),
-            FFN(4, 256),
-            ConvNext(5, 2, 256),
-        ),
-    ),
+    # block     DW K1 DW K2 exp.  out  stride
+    rows="""
+    FusedIB     -    3x3   128   48   2
+    ExtraDW     3x3  5x5   192   80   2
+    ExtraDW     3x3  3x3   160   80   1
+    ExtraDW     3x3  5x5   480   160  2
+    ExtraDW     3x3  3x3   640   160  1
+    ExtraDW     3x3  3x3   640   160  1
+    ExtraDW     3x3  5x5   640   160  1
+    ExtraDW     3x3  3x3   640   160  1
+    ConvNext    3x3  -     640   160  1
+    FFN         -    -     320   160  1
+    ConvNext    3x3  -     640   160  1
+    ExtraDW     5x5  5x5   960   256  2
+    ExtraDW     5x5  5x5   1024  256  1
+    ExtraDW     3x3  5x5   1024  256  1
+    ExtraDW     3x3  5x5   1024  256  1
+    FFN         -    -     1024  256  1
+    ConvNext    3x3  -     1024  256  1
+    ExtraDW     3x3  5x5   512   256  1
+    ExtraDW     5x5  5x5   1024  256  1
+    FFN         -    -     1024  256  1
+    FFN         -    -     1024  256  1
+    ConvNext    5x5  -     512   256  1
+    """,
 )
 
-# Table 14.
-CONV_LARGE = Architecture(
-    name="conv_large",
-    paper_table="Table 14",
+# Table 14. The paper's table has a fourth 3x3/3x3 ExtraDW in stage 3 and three more 5x5
+# ConvNexts in stage 4 (a third in the pair after the first 5x5/3x3 ExtraDW, two more at the end).
+CONV_LARGE = _architecture(
+    "conv_large",
+    "Table 14",
     default_size=384,
     stem=Conv2D(3, 24, 2),
-    stages=(
-        (FusedIB(3, 4, 48, 2),),
-        (ExtraDW(3, 5, 4, 96, 2), ExtraDW(3, 3, 4, 96)),
-        (
-            ExtraDW(3, 5, 4, 192, 2),
-            ExtraDW(3, 3, 4, 192),
-            ExtraDW(3, 3, 4, 192),
-            ExtraDW(3, 3, 4, 192),
-            ExtraDW(3, 5, 4, 192),
-            ExtraDW(5, 3, 4, 192),
-            ExtraDW(5, 3, 4, 192),
-            ExtraDW(5, 3, 4, 192),
-            ExtraDW(5, 3, 4, 192),
-            ExtraDW(5, 3, 4, 192),
-            ConvNext(3, 4, 192),
-        ),
-        (
-            ExtraDW(5, 5, 4, 512, 2),
-            ExtraDW(5, 5, 4, 512),
-            ExtraDW(5, 5, 4, 512),
-            ExtraDW(5, 5, 4, 512),
-            ConvNext(5, 4, 512),
-            ExtraDW(5, 3, 4, 512),
-            ConvNext(5, 4, 512),
-            ConvNext(5, 4, 512),
-            ExtraDW(5, 3, 4, 512),
-            ExtraDW(5, 5, 4, 512),
-            ConvNext(5, 4, 512),
-            ConvNext(5, 4, 512),
-            ConvNext(5, 4, 512),
-        ),
-    ),
+    # block     DW K1 DW K2 exp.  out  stride
+    rows="""
+    FusedIB     -    3x3   96    48   2
+    ExtraDW     3x3  5x5   192   96   2
+    ExtraDW     3x3  3x3   384   96   1
+    ExtraDW     3x3  5x5   384   192  2
+    ExtraDW     3x3  3x3   768   192  1
+    ExtraDW     3x3  3x3   768   192  1
+    ExtraDW     3x3  3x3   768   192  1
+    ExtraDW     3x3  5x5   768   192  1
+    ExtraDW     5x5  3x3   768   192  1
+    ExtraDW     5x5  3x3   768   192  1
+    ExtraDW     5x5  3x3   768   192  1
+    ExtraDW     5x5  3x3   768   192  1
+    ExtraDW     5x5  3x3   768   192  1
+    ConvNext    3x3  -     768   192  1
+    ExtraDW     5x5  5x5   768   512  2
+    ExtraDW     5x5  5x5   2048  512  1
+    ExtraDW     5x5  5x5   2048  512  1
+    ExtraDW     5x5  5x5   2048  512  1
+    ConvNext    5x5  -     2048  512  1
+    ExtraDW     5x5  3x3   2048  512  1
+    ConvNext    5x5  -     2048  512  1
+    ConvNext    5x5  -     2048  512  1
+    ExtraDW     5x5  3x3   2048  512  1
+    ExtraDW     5x5  5x5   2048  512  1
+    ConvNext    5x5  -     2048  512  1
+    ConvNext    5x5  -     2048  512  1
+    ConvNext    5x5  -     2048  512  1
+    """,
 )
 
-# Table 13. Mobile MQA: 4 heads of 64; K/V downsampled by 2 in stage 3 (16x16 at 256px).
-# Stage 3 opens ExtraDW, FFN, ExtraDW, ExtraDW before the first attention block (the paper's
-# table shows a fourth ExtraDW in place of the FFN).
-_MQA_M3 = MobileMQA(4, 64, kv_stride=2)
-_MQA_M4 = MobileMQA(4, 64, kv_stride=1)
-HYBRID_MEDIUM = Architecture(
-    name="hybrid_medium",
-    paper_table="Table 13",
+# Table 13. Mobile MQA: 4 heads of 64; K/V downsampled by 2 in stage 3 (16x16 at 256px). Stage 3
+# has an FFN where the paper's table shows its second ExtraDW, and an ExtraDW where it shows an
+# FFN; stage 4 differs from the paper's table in order and expansions (its FFNs come first).
+HYBRID_MEDIUM = _architecture(
+    "hybrid_medium",
+    "Table 13",
     default_size=256,
-    layer_scale=1e-5,
     stem=Conv2D(3, 32, 2),
-    stages=(
-        (FusedIB(3, 4, 48, 2),),
-        (ExtraDW(3, 5, 4, 80, 2), ExtraDW(3, 3, 2, 80)),
-        (
-            ExtraDW(3, 5, 6, 160, 2),
-            FFN(2, 160),
-            ExtraDW(3, 3, 4, 160),
-            ExtraDW(3, 5, 4, 160),
-            _MQA_M3,
-            ExtraDW(3, 3, 4, 160),
-            _MQA_M3,
-            ConvNext(3, 4, 160),
-            _MQA_M3,
-            ExtraDW(3, 3, 4, 160),
-            _MQA_M3,
-            ConvNext(3, 4, 160),
-        ),
-        (
-            ExtraDW(5, 5, 6, 256, 2),
-            ExtraDW(5, 5, 4, 256),
-            ExtraDW(3, 5, 4, 256),
-            ExtraDW(3, 5, 4, 256),
-            FFN(2, 256),
-            ExtraDW(3, 5, 2, 256),
-            FFN(2, 256),
-            FFN(4, 256),
-            _MQA_M4,
-            ConvNext(3, 4, 256),
-            _MQA_M4,
-            ExtraDW(5, 5, 4, 256),
-            _MQA_M4,
-            ConvNext(5, 4, 256),
-            _MQA_M4,
-            ConvNext(5, 4, 256),
-        ),
-    ),
+    layer_scale=1e-5,
+    attention={3: MobileMQA(4, 64, kv_stride=2), 4: MobileMQA(4, 64, kv_stride=1)},
+    # block     DW K1 DW K2 exp.  out  stride
+    rows="""
+    FusedIB     -    3x3   128   48   2
+    ExtraDW     3x3  5x5   192   80   2
+    ExtraDW     3x3  3x3   160   80   1
+    ExtraDW     3x3  5x5   480   160  2
+    FFN         -    -     320   160  1
+    ExtraDW     3x3  3x3   640   160  1
+    ExtraDW     3x3  5x5   640   160  1
+    Mobile-MQA  -    -     -     160  1
+    ExtraDW     3x3  3x3   640   160  1
+    Mobile-MQA  -    -     -     160  1
+    ConvNext    3x3  -     640   160  1
+    Mobile-MQA  -    -     -     160  1
+    ExtraDW     3x3  3x3   640   160  1
+    Mobile-MQA  -    -     -     160  1
+    ConvNext    3x3  -     640   160  1
+    ExtraDW     5x5  5x5   960   256  2
+    ExtraDW     5x5  5x5   1024  256  1
+    ExtraDW     3x3  5x5   1024  256  1
+    ExtraDW     3x3  5x5   1024  256  1
+    FFN         -    -     512   256  1
+    ExtraDW     3x3  5x5   512   256  1
+    FFN         -    -     512   256  1
+    FFN         -    -     1024  256  1
+    Mobile-MQA  -    -     -     256  1
+    ConvNext    3x3  -     1024  256  1
+    Mobile-MQA  -    -     -     256  1
+    ExtraDW     5x5  5x5   1024  256  1
+    Mobile-MQA  -    -     -     256  1
+    ConvNext    5x5  -     1024  256  1
+    Mobile-MQA  -    -     -     256  1
+    ConvNext    5x5  -     1024  256  1
+    """,
 )
 
-# Table 15. GELU throughout; Mobile MQA: 8 heads of 48 with K/V stride 2 in stage 3,
-# 8 heads of 64 in stage 4.
-_MQA_L3 = MobileMQA(8, 48, kv_stride=2)
-_MQA_L4 = MobileMQA(8, 64, kv_stride=1)
-HYBRID_LARGE = Architecture(
-    name="hybrid_large",
-    paper_table="Table 15",
+# Table 15. GELU throughout; Mobile MQA: 8 heads of 48 with K/V stride 2 in stage 3, 8 heads of
+# 64 in stage 4. The paper's table gives stage 3's first row as 768, stride 1 (the resolution
+# halves there; this is Conv-L's row), and in stage 4 one row "ExtraDW 5x5 -" where Conv-L and
+# this table have a 5x5/3x3 and a 5x5/5x5 ExtraDW.
+HYBRID_LARGE = _architecture(
+    "hybrid_large",
+    "Table 15",
     default_size=384,
+    stem=Conv2D(3, 24, 2),
     layer_scale=1e-5,
     activation="gelu",
-    stem=Conv2D(3, 24, 2),
-    stages=(
-        (FusedIB(3, 4, 48, 2),),
-        (ExtraDW(3, 5, 4, 96, 2), ExtraDW(3, 3, 4, 96)),
-        (
-            ExtraDW(3, 5, 4, 192, 2),
-            ExtraDW(3, 3, 4, 192),
-            ExtraDW(3, 3, 4, 192),
-            ExtraDW(3, 3, 4, 192),
-            ExtraDW(3, 5, 4, 192),
-            ExtraDW(5, 3, 4, 192),
-            ExtraDW(5, 3, 4, 192),
-            _MQA_L3,
-            ExtraDW(5, 3, 4, 192),
-            _MQA_L3,
-            ExtraDW(5, 3, 4, 192),
-            _MQA_L3,
-            ExtraDW(5, 3, 4, 192),
-            _MQA_L3,
-            ConvNext(3, 4, 192),
-        ),
-        (
-            ExtraDW(5, 5, 4, 512, 2),
-            ExtraDW(5, 5, 4, 512),
-            ExtraDW(5, 5, 4, 512),
-            ExtraDW(5, 5, 4, 512),
-            ConvNext(5, 4, 512),
-            ExtraDW(5, 3, 4, 512),
-            ConvNext(5, 4, 512),
-            ConvNext(5, 4, 512),
-            ExtraDW(5, 3, 4, 512),
-            ExtraDW(5, 5, 4, 512),
-            _MQA_L4,
-            ConvNext(5, 4, 512),
-            _MQA_L4,
-            ConvNext(5, 4, 512),
-            _MQA_L4,
-            ConvNext(5, 4, 512),
-            _MQA_L4,
-            ConvNext(5, 4, 512),
-        ),
-    ),
+    attention={3: MobileMQA(8, 48, kv_stride=2), 4: MobileMQA(8, 64, kv_stride=1)},
+    # block     DW K1 DW K2 exp.  out  stride
+    rows="""
+    FusedIB     -    3x3   96    48   2
+    ExtraDW     3x3  5x5   192   96   2
+    ExtraDW     3x3  3x3   384   96   1
+    ExtraDW     3x3  5x5   384   192  2
+    ExtraDW     3x3  3x3   768   192  1
+    ExtraDW     3x3  3x3   768   192  1
+    ExtraDW     3x3  3x3   768   192  1
+    ExtraDW     3x3  5x5   768   192  1
+    ExtraDW     5x5  3x3   768   192  1
+    ExtraDW     5x5  3x3   768   192  1
+    Mobile-MQA  -    -     -     192  1
+    ExtraDW     5x5  3x3   768   192  1
+    Mobile-MQA  -    -     -     192  1
+    ExtraDW     5x5  3x3   768   192  1
+    Mobile-MQA  -    -     -     192  1
+    ExtraDW     5x5  3x3   768   192  1
+    Mobile-MQA  -    -     -     192  1
+    ConvNext    3x3  -     768   192  1
+    ExtraDW     5x5  5x5   768   512  2
+    ExtraDW     5x5  5x5   2048  512  1
+    ExtraDW     5x5  5x5   2048  512  1
+    ExtraDW     5x5  5x5   2048  512  1
+    ConvNext    5x5  -     2048  512  1
+    ExtraDW     5x5  3x3   2048  512  1
+    ConvNext    5x5  -     2048  512  1
+    ConvNext    5x5  -     2048  512  1
+    ExtraDW     5x5  3x3   2048  512  1
+    ExtraDW     5x5  5x5   2048  512  1
+    Mobile-MQA  -    -     -     512  1
+    ConvNext    5x5  -     2048  512  1
+    Mobile-MQA  -    -     -     512  1
+    ConvNext    5x5  -     2048  512  1
+    Mobile-MQA  -    -     -     512  1
+    ConvNext    5x5  -     2048  512  1
+    Mobile-MQA  -    -     -     512  1
+    ConvNext    5x5  -     2048  512  1
+    """,
 )
 
 ARCHITECTURES = {

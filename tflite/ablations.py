@@ -184,14 +184,7 @@ def main(argv=None):
     md_path, json_path = benchmark.report_paths(args, OUTPUTS)
     paths = build(args.output_dir)
     keys = list(paths)
-    result = benchmark.appendix_b(
-        [paths[k] for k in keys],
-        num_runs=args.num_runs,
-        repeats=args.repeats,
-        num_threads=args.num_threads,
-        warmup_runs=args.warmup_runs,
-        core=args.core,
-    )
+    result = benchmark.appendix_b([paths[k] for k in keys], **cli.protocol_options(args))
     rows = {}
     for key, m in zip(keys, result["models"]):
         st = analysis.graph_stats(paths[key])

@@ -188,28 +188,6 @@ def median_table(result: dict) -> tables.Table:
     )
 
 
-class CommaList(argparse.Action):
-    """`--flag a,b` (the package's list syntax); the older space-separated `--flag a b` is still
-    accepted for one release, with a deprecation line."""
-
-    def __init__(self, option_strings, dest, **kwargs):
-        kwargs.setdefault("nargs", "+")
-        super().__init__(option_strings, dest, **kwargs)
-
-    def __call__(self, parser, namespace, values, option_string=None):
-        if len(values) > 1:
-            print(
-                f"warning: space-separated values for {option_string} are deprecated and will "
-                f"be removed in the next release; use {option_string} {','.join(values)}",
-                file=sys.stderr,
-            )
-        try:
-            items = [item for value in values for item in cli.comma_list(value)]
-        except argparse.ArgumentTypeError as e:
-            parser.error(f"argument {option_string}: {e}")
-        setattr(namespace, self.dest, items)
-
-
 def report_tool_parser(prog: str, doc: str, default_dir: str, reports: tuple[str, ...]):
     """The command line shared by the tools that convert models into a folder, time them with the
     protocol and write reports there (compare_model_garden, ablations): --output_dir (old
@@ -289,7 +267,7 @@ def parse_args(argv=None):
     )
     a.add_argument(
         "--push",
-        action=CommaList,
+        action=cli.CommaList,
         default=[],
         help="extra files to push, comma-separated (e.g. Hexagon libraries)",
     )
@@ -330,17 +308,16 @@ def main(argv=None):
     if args.adb:
         from tflite import adb
 
+        protocol = cli.protocol_options(args)
+        del protocol["core"]  # on a device AdbBenchmark pins the fastest core itself (reported)
         runner = adb.AdbBenchmark(
             binary=args.benchmark_binary,
             adb=args.adb_path,
             serial=args.serial,
             delegate=args.delegate,
-            num_runs=args.num_runs,
-            repeats=args.repeats,
-            num_threads=args.num_threads,
-            warmup_runs=args.warmup_runs,
             extra_files=tuple(args.push),
             log=log,
+            **protocol,
         )
         models = []
         for path in args.models:
@@ -348,10 +325,7 @@ def main(argv=None):
             models.append(runner.run(path))
         result = {
             "protocol": {
-                "num_runs": args.num_runs,
-                "repeats": args.repeats,
-                "warmup_runs": args.warmup_runs,
-                "num_threads": args.num_threads,
+                **protocol,
                 "device": args.serial or "default",
                 "delegate": args.delegate,
                 "core": models[0]["core"],
@@ -369,14 +343,7 @@ def main(argv=None):
         for path in args.models:
             runtime.read_model(path)  # fail fast on a missing or corrupt file
         result = appendix_b(
-            args.models,
-            num_runs=args.num_runs,
-            repeats=args.repeats,
-            num_threads=args.num_threads,
-            xnnpack=not args.no_xnnpack,
-            warmup_runs=args.warmup_runs,
-            core=args.core,
-            log=log,
+            args.models, xnnpack=not args.no_xnnpack, log=log, **cli.protocol_options(args)
         )
     log("")
     log(median_table(result).markdown() + protocol_line(result["protocol"]))

@@ -158,18 +158,10 @@ def parse_args(argv=None):
     p = benchmark.report_tool_parser(
         "python -m tflite.compare_model_garden", __doc__, "runs/compare_model_garden", OUTPUTS
     )
-    p.add_argument(
-        "--models",
-        action=benchmark.CommaList,
-        default=list(VARIANTS),
-        help=f"comma-separated, from {','.join(VARIANTS)} (default: all)",
+    cli.add_models_flag(
+        p, "comma-separated variant names, a subset of the default", default=VARIANTS
     )
-    p.add_argument(
-        "--num_calibration",
-        type=cli.positive_int,
-        default=32,
-        help="calibration images, the same for every model (default 32)",
-    )
+    cli.add_number_flag(p, "--num_calibration", 32, "calibration images, the same for every model")
     args = p.parse_args(argv)
     unknown = [m for m in args.models if m not in VARIANTS]
     if unknown:
@@ -203,14 +195,7 @@ def main(argv=None):
                     "input": size,
                 }
             )
-    result = benchmark.appendix_b(
-        [r["path"] for r in rows],
-        num_runs=args.num_runs,
-        repeats=args.repeats,
-        num_threads=args.num_threads,
-        warmup_runs=args.warmup_runs,
-        core=args.core,
-    )
+    result = benchmark.appendix_b([r["path"] for r in rows], **cli.protocol_options(args))
     for r, m in zip(rows, result["models"]):
         r.update(median_ms=m["median_ms"], means_ms=m["means_ms"])
         st = analysis.graph_stats(r["path"])

@@ -67,6 +67,42 @@ RECORD_BUILD_KEYS = (
     "stochastic_depth_rate",
     "classifier_activation",
 )
+# The build-record settings a flag of the same name overrides: (argparse type or choices, help).
+RECORD_FLAGS = {
+    "preprocessing": (
+        {"choices": PREPROCESSING_CHOICES},
+        "normalisation folded into the graph (default: the build record's, else imagenet)",
+    ),
+    "eval_crop_fraction": (
+        {"type": cli.positive_float},
+        (
+            "central crop of the calibration/held-out images (default: the build record's, else "
+            f"{preprocessing_lib.EVAL_CROP_FRACTION})"
+        ),
+    ),
+    "classes": (
+        {"type": cli.positive_int},
+        "classifier outputs (default: the build record's, else 1000)",
+    ),
+    "width_multiplier": ({"type": cli.positive_float}, "override the recorded width multiplier"),
+    "attention_type": (
+        {"choices": ("mobile_mqa", "mqa", "mhsa")},
+        "override the recorded attention type (hybrids)",
+    ),
+    "padding": ({"choices": ("same", "symmetric")}, "override the recorded padding"),
+}
+# export() arguments given by the flag of the same name.
+SAME_NAME_FLAGS = (
+    "io",
+    "weights",
+    "checkpoint",
+    "raw_weights",
+    "num_calibration",
+    "num_heldout",
+    "tfds_data_dir",
+    "overwrite",
+    "edgetpu",
+)
 # Calibration images for the stand-in statistics of an FP16/FP32 export without weights (an INT8
 # export re-estimates them on its own calibration images).
 STAND_IN_IMAGES = 64
@@ -483,7 +519,8 @@ def parse_args(argv=None):
     cli.add_output_flags(
         p, required=True, help="path of the .tflite to write (reports go next to it)"
     )
-    p.add_argument(
+    settings = p.add_argument_group("model settings (each flag overrides the build record)")
+    settings.add_argument(
         "--input_size",
         type=cli.positive_int,
         nargs="+",
@@ -491,70 +528,32 @@ def parse_args(argv=None):
         default=None,
         help="input height and width (default: the build record's, else the model's default)",
     )
-    p.add_argument(
+    for key, (kind, text) in RECORD_FLAGS.items():
+        settings.add_argument(f"--{key}", default=None, help=text, **kind)
+    calibration = p.add_argument_group("calibration (INT8) and the held-out fidelity check")
+    calibration.add_argument(
         "--calibration",
         help="random | a trainer dataset spec (sklearn_digits, tfds:NAME, folder:DIR, "
         "tfrecord:GLOB) | tfds:NAME:SPLIT | image folder | TFRecord glob",
     )
-    p.add_argument(
-        "--num_calibration",
-        type=cli.positive_int,
-        default=300,
-        help="calibration images (default 300)",
-    )
-    p.add_argument(
+    cli.add_number_flag(calibration, "--num_calibration", 300, "calibration images")
+    calibration.add_argument(
         "--num_heldout",
         type=cli.positive_int,
         default=None,
         help=f"held-out images for the fidelity check (default {LABELLED_HELDOUT} for a "
         f"labelled dataset spec, {UNLABELLED_HELDOUT} otherwise)",
     )
-    p.add_argument(
+    calibration.add_argument("--tfds_data_dir", default=None)
+    int8 = p.add_argument_group("INT8 graph")
+    int8.add_argument(
         "--io",
         choices=IO_TYPES,
         default=None,
         help="INT8 input/output type (default int8: scale 1, zero point -128, feed "
         "pixel - 128; uint8 adds QUANTIZE ops outside XNNPACK)",
     )
-    p.add_argument(
-        "--preprocessing",
-        choices=PREPROCESSING_CHOICES,
-        default=None,
-        help="normalisation folded into the graph (default: the build record's, else imagenet)",
-    )
-    p.add_argument(
-        "--eval_crop_fraction",
-        type=cli.positive_float,
-        default=None,
-        help="central crop of the calibration/held-out images (default: the build "
-        f"record's, else {preprocessing_lib.EVAL_CROP_FRACTION})",
-    )
-    p.add_argument(
-        "--classes",
-        type=cli.positive_int,
-        default=None,
-        help="classifier outputs (default: the build record's, else 1000)",
-    )
-    p.add_argument(
-        "--width_multiplier",
-        type=cli.positive_float,
-        default=None,
-        help="override the recorded width multiplier",
-    )
-    p.add_argument(
-        "--attention_type",
-        choices=("mobile_mqa", "mqa", "mhsa"),
-        default=None,
-        help="override the recorded attention type (hybrids)",
-    )
-    p.add_argument(
-        "--padding",
-        choices=("same", "symmetric"),
-        default=None,
-        help="override the recorded padding",
-    )
-    p.add_argument("--tfds_data_dir", default=None)
-    p.add_argument(
+    int8.add_argument(
         "--attention_precision",
         choices=ATTENTION_PRECISIONS,
         default=None,
@@ -563,9 +562,7 @@ def parse_args(argv=None):
         "XNNPACK still runs the whole graph, softmax float; int8: quantize every op "
         "(default with --edgetpu)",
     )
-    p.add_argument(
-        "--edgetpu", action="store_true", help="compile with edgetpu_compiler (INT8 only)"
-    )
+    int8.add_argument("--edgetpu", action="store_true", help="compile with edgetpu_compiler")
     p.add_argument(
         "--no_fold",
         action="store_true",
@@ -623,13 +620,8 @@ def resolve(args, log=print) -> dict:
         explicit_model = None
     explicit = {
         "model": explicit_model,
-        "classes": args.classes,
-        "width_multiplier": args.width_multiplier,
-        "attention_type": args.attention_type,
-        "padding": args.padding,
         "input_size": list(size) if size else None,
-        "preprocessing": args.preprocessing,
-        "eval_crop_fraction": args.eval_crop_fraction,
+        **{key: getattr(args, key) for key in RECORD_FLAGS},
     }
     if record is not None and record.get("eval_crop_fraction") is not None:
         record = {
@@ -725,23 +717,14 @@ def main(argv=None):
 
     plan = accelerators.export_plan(args)  # before any work: names, SDKs, outputs
     settings = resolve(args)
-    model_name = settings.pop("model_name")
     report = export(
-        model_name,
+        settings.pop("model_name"),
         args.precision,
         args.output,
-        io=args.io,
-        weights=args.weights,
-        checkpoint=args.checkpoint,
-        raw_weights=args.raw_weights,
         calibration_source=args.calibration,
-        num_calibration=args.num_calibration,
-        num_heldout=args.num_heldout,
-        tfds_data_dir=args.tfds_data_dir,
         attention_precision=args.attention_precision or ("int8" if args.edgetpu else "float"),
-        overwrite=args.overwrite,
-        edgetpu=args.edgetpu,
         fold_normalization=not args.no_fold,
+        **{name: getattr(args, name) for name in SAME_NAME_FLAGS},
         **settings,
     )
     report = accelerators.after_export(args, report, plan)

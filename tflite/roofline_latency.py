@@ -97,7 +97,7 @@ def runs_tier(probe_s: float, runs: int, max_secs: float) -> int:
 
 def measure(
     specs: List,
-    runs: int = 1000,
+    num_runs: int = 1000,
     repeats: int = 5,
     max_secs: float = 20.0,
     cache_dir: str = DEFAULT_CACHE_DIR,
@@ -121,7 +121,7 @@ def measure(
             paths[spec.label], num_threads=num_threads, xnnpack=True, warmup_runs=3
         )
         probe_s = benchmark.mean_latency_ms(interp, 5) / 1e3
-        tier[spec.label] = runs_tier(probe_s, runs, max_secs)
+        tier[spec.label] = runs_tier(probe_s, num_runs, max_secs)
         log(
             f"[{i}/{len(specs)}] {spec.label}: ready in {time.time() - t0:.0f}s, "
             f"~{probe_s * 1e3:.2f} ms/call -> {tier[spec.label]} runs per round"
@@ -168,19 +168,15 @@ def parse_args(argv=None):
     from tflite.export import ATTENTION_PRECISIONS
 
     p = cli.ArgumentParser("python -m tflite.roofline_latency", __doc__)
-    p.add_argument(
-        "--models",
-        required=True,
-        type=cli.comma_list,
-        help="comma-separated model names, e.g. conv_small,mobilenet_v2_100@224",
-    )
+    cli.add_models_flag(p, "comma-separated model names, e.g. conv_small,mobilenet_v2_100@224")
     cli.add_output_flags(p, required=True, help="CSV file to write")
     cli.add_protocol_flags(p)
-    p.add_argument(
+    cli.add_number_flag(
+        p,
         "--max_secs",
+        20.0,
+        "cap on one model's time per round; slow models get fewer runs",
         type=cli.positive_float,
-        default=20.0,
-        help="cap on one model's time per round; slow models get fewer runs (default 20)",
     )
     p.add_argument(
         "--attention_precision",
@@ -222,15 +218,11 @@ def main(argv=None) -> int:
     fileio.check_writable_dir(args.cache_dir, flag="--cache_dir")
     rows = measure(
         specs,
-        args.num_runs,
-        args.repeats,
         max_secs=args.max_secs,
         cache_dir=args.cache_dir,
         attention_precision=args.attention_precision,
-        num_threads=args.num_threads,
-        warmup_runs=args.warmup_runs,
-        core=args.core,
         log=lambda m: print(m, flush=True),
+        **cli.protocol_options(args),
     )
     write_csv(rows, args.output)
     print(f"load average at end: {os.getloadavg()}; wrote {args.output}")

@@ -13,7 +13,6 @@ import os
 import numpy as np
 
 from mobilenetv4 import cli, fileio, tables
-from tflite import benchmark
 
 PAPER_MODELS = ("conv_small", "conv_medium", "conv_large", "hybrid_medium", "hybrid_large")
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -63,15 +62,8 @@ def roundtrip(
 
 def parse_args(argv=None):
     p = cli.ArgumentParser("python -m tflite.roundtrip", __doc__)
-    p.add_argument(
-        "--models",
-        action=benchmark.CommaList,
-        default=list(PAPER_MODELS),
-        help=f"comma-separated model names (default {','.join(PAPER_MODELS)})",
-    )
-    p.add_argument(
-        "--size", type=cli.positive_int, default=64, help="square input side in pixels (default 64)"
-    )
+    cli.add_models_flag(p, "comma-separated model names", default=PAPER_MODELS)
+    cli.add_number_flag(p, "--size", 64, "square input side in pixels")
     cli.add_output_flags(p, kind="dir", required=True, help="folder for the exports")
     p.add_alias("--out_dir", "--output_dir")
     args = p.parse_args(argv)

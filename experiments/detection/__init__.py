@@ -5,7 +5,9 @@ Importing this package registers, once and idempotently:
     (experiments.detection.backbone), and
   - the experiments `retinanet_mobilenetv4_coco`, `retinanet_mobilenetv4_<name>_coco` and
     `retinanet_mobilenetv4_digits` with `official.core.exp_factory` (experiments.detection.configs).
-`import mobilenetv4` never imports Model Garden; only this package does.
+`import mobilenetv4` never imports Model Garden; only this package does. Its commands register when
+they need Model Garden (importing `experiments.detection.detector` registers), so their `--help`
+is instant.
 
 Commands (docs/detection.md):
   python -m experiments.detection.digits    make the digits detection set (TFRecords + COCO JSON)
@@ -15,8 +17,19 @@ Commands (docs/detection.md):
   python -m experiments.detection.summary   params and MACs per part (backbone / FPN / head)
 """
 
-from experiments.detection import backbone as _backbone
-from experiments.detection import configs as _configs
+import sys
 
-_backbone.register()
-_configs.register()
+
+def register() -> None:
+    """Registers the backbone and the experiments with Model Garden (a second call is a no-op)."""
+    from experiments.detection import backbone, configs  # pylint: disable=g-import-not-at-top
+
+    backbone.register()
+    configs.register()
+
+
+# While `python -m experiments.detection.<command>` is being located, sys.argv[0] is "-m" (Python's
+# -m): the command registers when it needs Model Garden (importing `detector` does), so its --help
+# and flag errors need not import TensorFlow.
+if sys.argv[:1] != ["-m"]:
+    register()

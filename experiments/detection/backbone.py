@@ -22,6 +22,7 @@ from typing import Optional
 import tf_keras
 
 from mobilenetv4.cli import UserError
+from mobilenetv4.layers.common import init_arguments
 from official.modeling import hyperparams
 from official.vision.configs import backbones as mg_backbones
 from official.vision.modeling.backbones import factory
@@ -191,20 +192,14 @@ class MobileNetV4Backbone(tf_keras.Model):
         weights: Optional[str] = None,
         **kwargs,
     ):
+        config = init_arguments(locals())  # first: every local is still an argument
+        del config["input_specs"]  # from_config rebuilds for any input size
+        options = {k: v for k, v in config.items() if k not in ("model_name", "weights")}
         import mobilenetv4
 
         check_model_name(model_name)
         input_specs = input_specs or tf_keras.layers.InputSpec(shape=[None, None, None, 3])
         shape = tuple(input_specs.shape[1:])
-        options = dict(
-            width_multiplier=width_multiplier,
-            stochastic_depth_rate=stochastic_depth_rate,
-            attention_type=attention_type,
-            padding=padding,
-            bn_epsilon=bn_epsilon,
-            bn_momentum=bn_momentum,
-            kernel_regularizer=kernel_regularizer,
-        )
         features = mobilenetv4.create_model(
             model_name, features_only=True, input_shape=shape, **options
         )
@@ -213,7 +208,7 @@ class MobileNetV4Backbone(tf_keras.Model):
         inputs = tf_keras.Input(shape=shape, name="image")
         endpoints = features(inputs)
         outputs = {level: endpoints[name] for level, name in LEVELS.items()}
-        self._config_dict = dict(model_name=model_name, **options, weights=weights)
+        self._config_dict = config
         self._input_specs = input_specs
         self._output_specs = {level: t.get_shape() for level, t in outputs.items()}
         super().__init__(

@@ -101,18 +101,16 @@ def check(params, *, train: bool = True, evaluate: bool = True) -> dict:
     categories = annotation_categories(task.annotation_file) if task.annotation_file else None
     result = {}
     num_classes = int(task.model.num_classes)
-    if train:
-        result["train"] = scan_tfrecords(
-            files_of(task.train_data.input_path, "task.train_data"),
-            num_classes=num_classes,
-            categories=categories,
-            what="task.train_data",
-        )
-    if evaluate:
-        result["validation"] = scan_tfrecords(
-            files_of(task.validation_data.input_path, "task.validation_data"),
-            num_classes=num_classes,
-            categories=categories,
-            what="task.validation_data",
-        )
+    for split, field, wanted in (
+        ("train", "train_data", train),
+        ("validation", "validation_data", evaluate),
+    ):
+        if wanted:
+            what = f"task.{field}"
+            result[split] = scan_tfrecords(
+                files_of(getattr(task, field).input_path, what),
+                num_classes=num_classes,
+                categories=categories,
+                what=what,
+            )
     return result

@@ -6,8 +6,10 @@ from __future__ import annotations
 import os
 import types
 
-import experiments.detection  # noqa: F401  (registers the backbone and the experiments)
+import experiments.detection
 from mobilenetv4.cli import UserError
+
+experiments.detection.register()  # the backbone and the experiments, for every command using this
 
 PARTS = ("backbone", "fpn", "head")
 

@@ -267,32 +267,20 @@ def make(
 def main(argv=None):
     p = cli.ArgumentParser("python -m experiments.detection.digits", __doc__)
     cli.add_output_flags(p, kind="dir", required=True, help="folder for the set")
-    p.add_argument("--seed", type=cli.non_negative_int, default=0)
-    p.add_argument("--num_train", type=cli.positive_int, default=2000, help="training canvases")
-    p.add_argument("--num_val", type=cli.positive_int, default=300, help="validation canvases")
-    p.add_argument("--image_size", type=cli.positive_int, default=128, help="canvas side (px)")
-    p.add_argument(
+    cli.add_number_flag(p, "--seed", 0, "the set's random seed", type=cli.non_negative_int)
+    cli.add_number_flag(p, "--num_train", 2000, "training canvases")
+    cli.add_number_flag(p, "--num_val", 300, "validation canvases")
+    cli.add_number_flag(p, "--image_size", 128, "canvas side (px)")
+    cli.add_number_flag(
+        p,
         "--val_fraction",
+        0.2,
+        "share of the source scans kept for validation",
         type=cli.finite_float,
-        default=0.2,
-        help="share of the source scans kept for validation (default 0.2)",
     )
-    p.add_argument("--num_train_shards", type=cli.positive_int, default=4)
-    p.add_argument(
-        "--max_digits", type=cli.positive_int, default=4, help="digits per canvas, at most"
-    )
-    args = p.parse_args(argv)
-    make(
-        args.output_dir,
-        seed=args.seed,
-        num_train=args.num_train,
-        num_val=args.num_val,
-        image_size=args.image_size,
-        val_fraction=args.val_fraction,
-        num_train_shards=args.num_train_shards,
-        max_digits=args.max_digits,
-        overwrite=args.overwrite,
-    )
+    cli.add_number_flag(p, "--num_train_shards", 4, "TFRecord files of the training split")
+    cli.add_number_flag(p, "--max_digits", 4, "digits per canvas, at most")
+    make(**vars(p.parse_args(argv)))  # the flags are make()'s arguments by name
     return 0
 
 

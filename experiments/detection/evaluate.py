@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from experiments.detection import flags
 from mobilenetv4 import cli
 
 HEADLINE = ("AP", "AP50", "AP75", "ARmax100")
@@ -108,9 +109,7 @@ def _fresh_evaluator(task):
 def main(argv=None):
     p = cli.ArgumentParser("python -m experiments.detection.evaluate", __doc__)
     p.add_argument("models", nargs="+", help=".tflite files from experiments.detection.export")
-    p.add_argument("--experiment", required=True)
-    p.add_argument("--config_file", action="append", default=[], help="YAML overrides, repeatable")
-    p.add_argument("--params_override", default="")
+    flags.add_experiment_flags(p)
     p.add_argument(
         "--max_images",
         type=cli.positive_int,
@@ -119,13 +118,11 @@ def main(argv=None):
     )
     cli.add_output_flags(p, help="write the metrics as JSON")
     args = p.parse_args(argv)
-    from experiments.detection import data, detector
+    from experiments.detection import data
     from mobilenetv4 import fileio
 
     fileio.check_outputs([args.output], inputs=args.models, overwrite=args.overwrite)
-    params = detector.load_config(
-        args.experiment, args.config_file, args.params_override, lock=False
-    )
+    params = flags.load_experiment(args)
     if not params.task.annotation_file:
         raise cli.UserError(
             "task.annotation_file is empty; the COCO evaluator needs the annotation "

@@ -32,6 +32,7 @@ from __future__ import annotations
 import copy
 import os
 
+from experiments.detection import flags
 from mobilenetv4 import cli
 
 PRECISIONS = {"fp32": None, "fp16": "fp16", "int8": "int8"}  # -> Model Garden's quant_type
@@ -250,9 +251,7 @@ def export(
 
 def main(argv=None):
     p = cli.ArgumentParser("python -m experiments.detection.export", __doc__)
-    p.add_argument("--experiment", required=True)
-    p.add_argument("--config_file", action="append", default=[], help="YAML overrides, repeatable")
-    p.add_argument("--params_override", default="")
+    flags.add_experiment_flags(p)
     p.add_argument(
         "--checkpoint",
         default=None,
@@ -265,11 +264,8 @@ def main(argv=None):
         default=["fp32", "fp16", "int8"],
         help="comma-separated: fp32,fp16,int8 (default all three)",
     )
-    p.add_argument(
-        "--calibration_steps",
-        type=cli.positive_int,
-        default=100,
-        help="INT8 calibration images from task.train_data (default 100)",
+    cli.add_number_flag(
+        p, "--calibration_steps", 100, "INT8 calibration images from task.train_data"
     )
     p.add_argument(
         "--denylisted_ops",
@@ -280,6 +276,7 @@ def main(argv=None):
     )
     p.add_argument(
         "--stand_in_weights",
+        dest="stand_in_images",
         type=cli.positive_int,
         default=0,
         metavar="N",
@@ -287,21 +284,8 @@ def main(argv=None):
         "re-estimated on N task.train_data images) for latency measurements",
     )
     args = p.parse_args(argv)
-    from experiments.detection import detector
-
-    params = detector.load_config(
-        args.experiment, args.config_file, args.params_override, lock=False
-    )
-    export(
-        params,
-        args.output_dir,
-        checkpoint=args.checkpoint,
-        precisions=args.precisions,
-        calibration_steps=args.calibration_steps,
-        denylisted_ops=args.denylisted_ops,
-        stand_in_images=args.stand_in_weights,
-        overwrite=args.overwrite,
-    )
+    options = {k: v for k, v in vars(args).items() if k not in flags.EXPERIMENT_FLAGS}
+    export(flags.load_experiment(args), **options)  # the other flags are export()'s arguments
     return 0
 
 

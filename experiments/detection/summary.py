@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 
+from experiments.detection import flags
 from mobilenetv4 import cli
 
 
@@ -108,18 +109,7 @@ def table(rows):
 
 def main(argv=None):
     p = cli.ArgumentParser("python -m experiments.detection.summary", __doc__)
-    p.add_argument(
-        "--experiment",
-        default="retinanet_mobilenetv4_coco",
-        help="a registered experiment (default retinanet_mobilenetv4_coco)",
-    )
-    p.add_argument(
-        "--config_file",
-        action="append",
-        default=[],
-        help="YAML overrides (Model Garden's flag), repeatable",
-    )
-    p.add_argument("--params_override", default="", help="Model Garden's override string")
+    flags.add_experiment_flags(p, default="retinanet_mobilenetv4_coco")
     p.add_argument(
         "--backbones",
         type=cli.comma_list,
@@ -133,12 +123,7 @@ def main(argv=None):
     from mobilenetv4 import fileio
 
     fileio.check_outputs([args.output], overwrite=args.overwrite)
-    from experiments.detection import detector
-
-    params = detector.load_config(
-        args.experiment, args.config_file, args.params_override, lock=False
-    )
-    rows = summarize(params, args.backbones)
+    rows = summarize(flags.load_experiment(args), args.backbones)
     t = table(rows)
     print(t.render(args.format), end="")
     if args.output:

@@ -28,9 +28,10 @@ from mobilenetv4.cli import UserError, run_absl
 from official.common import flags as tfm_flags
 from official.vision import train as mg_train  # defines --enable_async_checkpointing
 
-import experiments.detection  # noqa: F401  (registers backbone + experiments)
+import experiments.detection
 
 FLAGS = flags.FLAGS
+experiments.detection.register()  # run as `python -m`, the package import did not
 
 
 def preflight(experiment, config_files, params_override, mode, model_dir):

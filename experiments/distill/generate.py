@@ -377,20 +377,8 @@ def generate(
             output_dir,
             strategy.num_replicas_in_sync,
         )
-        job = ShardJob(
-            output_dir=output_dir,
-            mine=mine,
-            classes=classes,
-            image_size=image_size,
-            num_shards=num_shards,
-            jpeg_quality=jpeg_quality,
-            fmt=fmt,
-            batch_size=batch_size,
-            preprocess=preprocess,
-            strategy=strategy,
-            seed=seed,
-            runner=runner,
-        )
+        settled = locals()  # every ShardJob field is a variable of the same name by now
+        job = ShardJob(**{f.name: settled[f.name] for f in dataclasses.fields(ShardJob)})
         return _generate_shards(datasets, job)
 
 

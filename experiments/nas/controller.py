@@ -53,6 +53,10 @@ class Controller(tf.Module):
             cols.append(tf.argmax(logits[None, :] + gumbel, axis=-1, output_type=tf.int32))
         return tf.stack(cols, axis=1).numpy()
 
+    def log_probabilities(self):
+        """[np.array of log choice probabilities] per decision (the factorised log pi)."""
+        return [tf.nn.log_softmax(l).numpy() for l in self.logits]
+
     def most_likely(self):
         """The argmax choice index of every decision."""
         return np.array([int(tf.argmax(l)) for l in self.logits], np.int32)

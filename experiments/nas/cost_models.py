@@ -195,3 +195,121 @@ def check_reachable(space, targets: Sequence[Target], slack=0.0):
             )
         ranges.append((low, high))
     return ranges
+
+
+def deviation(costs, targets) -> float:
+    """max_i |cost_i / target_i - 1|: how far an architecture is from its tightest target."""
+    return max(abs(c / t.value - 1.0) for c, t in zip(costs, targets))
+
+
+def select_architecture(
+    space, log_probs, targets, tolerance=None, num_samples=4096, seed=0, exhaustive_limit=20000
+):
+    """A stage's result: the most likely architecture of the controller's policy whose cost is
+    within `tolerance` of every target (TuNAS's per-decision argmax when that one is).
+
+    The policy is factorised, log pi(a) = sum_i log p_i(a_i); its argmax is the most likely
+    architecture overall, but nothing ties the argmax's cost to the target: the absolute reward
+    shapes the whole distribution (its expected cost), and the argmax of a not fully converged
+    policy can sit well off the target (docs/nas.md). This returns argmax_{a : max_i
+    |cost_i(a) / target_i - 1| <= tolerance} log pi(a), the maximum-probability architecture
+    subject to the constraint the reward encodes. Candidates: every architecture of the space when
+    it has at most `exhaustive_limit` (exact), otherwise the argmax, every architecture one or two
+    decisions away from it, and `num_samples` draws from the policy (seeded; the controller's own
+    generator is not touched). With no candidate inside the band, the one closest to the targets
+    (ties: more likely) is returned and `feasible` is False.
+
+    Args:
+      space: the stage's search space.
+      log_probs: per decision, the log choice probabilities (`Controller.log_probabilities`).
+      targets: the reward's `Target`s.
+      tolerance: the band (0.03 = +-3%); None or 0 returns the argmax.
+      num_samples: policy samples among the candidates (non-exhaustive case).
+      seed: seed of those samples.
+      exhaustive_limit: largest space enumerated exactly.
+
+    Returns:
+      {"indices", "log_prob", "deviation", "feasible", "argmax_indices", "argmax_ratios" (cost /
+       target per target), "expected_ratios" (the policy's mean cost / target, over 1,000 of
+       its samples), "argmax_log_prob", "argmax_deviation", "tolerance", "candidates",
+       "method"}.
+    """
+    import itertools  # pylint: disable=g-import-not-at-top
+
+    import numpy as np  # pylint: disable=g-import-not-at-top
+
+    log_probs = [np.asarray(lp, np.float64) for lp in log_probs]
+    sizes = [len(lp) for lp in log_probs]
+    argmax = tuple(int(np.argmax(lp)) for lp in log_probs)
+
+    def score(idx):
+        arch = space.decode(space.from_indices(idx))
+        dev = deviation([t.cost_model(arch) for t in targets], targets)
+        return dev, float(sum(lp[i] for lp, i in zip(log_probs, idx)))
+
+    arg_dev, arg_lp = score(argmax)
+    arg_arch = space.decode(space.from_indices(argmax))
+    rng = np.random.default_rng(seed)
+    probs = [np.exp(lp) / np.exp(lp).sum() for lp in log_probs]
+    draws = [rng.choice(len(p), size=num_samples, p=p) for p in probs]
+    samples = [tuple(int(c) for c in row) for row in zip(*draws)] if draws else [()]
+    expected = np.mean(
+        [
+            [t.cost_model(a) / t.value for t in targets]
+            for a in (space.decode(space.from_indices(i)) for i in samples[:1000])
+        ],
+        axis=0,
+    )
+    out = {
+        "argmax_indices": list(argmax),
+        "argmax_ratios": [t.cost_model(arg_arch) / t.value for t in targets],
+        "expected_ratios": [float(x) for x in expected],
+        "argmax_log_prob": arg_lp,
+        "argmax_deviation": arg_dev,
+        "tolerance": tolerance,
+    }
+    if not tolerance or arg_dev <= tolerance:
+        return {
+            **out,
+            "indices": list(argmax),
+            "log_prob": arg_lp,
+            "deviation": arg_dev,
+            "feasible": bool(not tolerance or arg_dev <= tolerance),
+            "candidates": 1,
+            "method": "argmax",
+        }
+    total = int(np.prod(sizes, dtype=np.float64)) if sizes else 1
+    if total <= exhaustive_limit:
+        candidates = set(itertools.product(*[range(n) for n in sizes]))
+        method = "exhaustive"
+    else:
+        candidates = {argmax}
+        n = len(sizes)
+        for i in range(n):
+            for a in range(sizes[i]):
+                one = list(argmax)
+                one[i] = a
+                candidates.add(tuple(one))
+                for j in range(i + 1, n):
+                    for b in range(sizes[j]):
+                        two = list(one)
+                        two[j] = b
+                        candidates.add(tuple(two))
+        candidates.update(samples)
+        method = "neighbours+samples"
+    best = None  # (infeasible?, deviation if infeasible else 0, -log_prob)
+    for idx in candidates:
+        dev, lp = score(idx)
+        key = (dev > tolerance, dev if dev > tolerance else 0.0, -lp)
+        if best is None or key < best[0]:
+            best = (key, idx, dev, lp)
+    _, idx, dev, lp = best
+    return {
+        **out,
+        "indices": list(idx),
+        "log_prob": lp,
+        "deviation": dev,
+        "feasible": bool(dev <= tolerance),
+        "candidates": len(candidates),
+        "method": method,
+    }

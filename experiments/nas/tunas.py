@@ -1,9 +1,12 @@
 """The TuNAS search loop (paper Sec. 6.1): coarse then fine stage, or one stage.
 
 `search(model_dir, ...)` is gin-configurable (experiments.nas.search is its CLI). Per stage:
-a fresh supernet of the stage's space and a fresh controller; every step each replica samples its
-own architecture, the shared weights take one step on a training batch with it, then the same
-architecture is scored on a held-out batch (the data's eval split, never trained on):
+a fresh supernet of the stage's space and a fresh controller, run by the shared training loop
+(`experiments.loop.TrainingLoop`: epochs, checkpoints, log steps, SIGTERM) with `_Stage.train_steps`
+as its step callback. Every step each replica samples its own architecture, the shared weights
+take one step on a training batch with it, then the same architecture is scored on a held-out
+reward batch (the validation split the data holds out of its training split, or its eval split
+when it has none; never trained on):
   reward = accuracy + beta * sum_targets |cost / target - 1|   (beta = -0.1)
 and the controller takes one REINFORCE step (after `rl_delay` of the stage; before that only the
 baseline moves). Warm-up (TuNAS): during the first `filter_warmup` of a stage a training step uses
@@ -20,10 +23,13 @@ architecture.json (the found network as a spec, its decisions, costs) and build.
 record: `experiments.train` trains it with `nas_model.architecture = 'MODEL_DIR/architecture.json'`).
 """
 
+import dataclasses
 import json
 import os
 import time
 import types
+from collections.abc import Mapping
+from typing import Any
 
 import gin
 import numpy as np
@@ -54,6 +60,7 @@ _BOUNDS = {
     "rl_delay": dict(low=0, high=1),
     "op_warmup": dict(low=0, high=1),
     "filter_warmup": dict(low=0, high=1),
+    "tolerance": dict(low=0, high=1, optional=True),
 }
 
 
@@ -82,19 +89,75 @@ def _warm(rng, samples, space, step, steps, op_warmup, filter_warmup):
     return out
 
 
-def _write_json(path, obj):
-    fileio.write_json(path, obj)
+class _StageLog:
+    """The stage's progress (TrainingLoop's `progress`): a log line and TensorBoard scalars in
+    MODEL_DIR/STAGE every log step: controller probabilities per decision and choice, the running
+    means of reward, accuracy, loss and cost per target, the most likely architecture's cost over
+    each target, the baseline."""
+
+    def __init__(self, stage, name, log_dir, step):
+        self.stage, self.name = stage, name
+        self.writer = tf.summary.create_file_writer(log_dir)
+        self.window = {
+            "reward": [],
+            "quality": [],
+            "loss": [],
+            **{f"cost/{t.cost_model.name}": [] for t in stage.targets},
+        }
+        self._since = (time.time(), step)
+
+    def add(self, key, values):
+        self.window[key].extend(values)
+
+    def train(self, step):
+        stage, targets = self.stage, self.stage.targets
+        probs = stage.controller.probabilities()
+        best_costs = stage.costs(stage.most_likely())
+        means = {k: float(np.mean(v)) for k, v in self.window.items() if v}
+        with self.writer.as_default(step=step):
+            for key, value in means.items():
+                tf.summary.scalar(key, value)
+            for t, value in zip(targets, best_costs):
+                tf.summary.scalar(f"most_likely/{t.cost_model.name}_over_target", value / t.value)
+            tf.summary.scalar("baseline", float(stage.controller.baseline.numpy()))
+            for d in stage.space.decisions:
+                for choice, p in zip(d.choices, probs[d.name]):
+                    tf.summary.scalar(f"controller/{d.name}/{choice}", float(p))
+        since, since_step = self._since
+        rate = (step - since_step) / max(time.time() - since, 1e-6)
+        costs = ", ".join(
+            f"{t.cost_model.name} {v / t.value:.3f}x target" for t, v in zip(targets, best_costs)
+        )
+        logging.info(
+            "stage %s step %d/%d: reward %.3f, accuracy %.3f, most likely: %s (%.1f steps/s)",
+            self.name,
+            step,
+            stage.args.steps_per_stage,
+            means.get("reward", 0.0),
+            means.get("quality", 0.0),
+            costs,
+            rate,
+        )
+        self.window = {k: [] for k in self.window}
+        self._since = (time.time(), step)
+        return {"search_" + k: v for k, v in means.items()}
+
+    def eval(self, step, results, final=False):
+        del step, results, final  # the search has no eval step: its rewards are its evaluation
+
+    def flush(self):
+        self.writer.flush()
 
 
 class _Stage:
-    """One TuNAS stage: supernet, controller, optimiser, checkpoints and the step functions."""
+    """One TuNAS stage: supernet, controller, optimiser, checkpoints, and the step callback
+    `train_steps` that `experiments.loop.TrainingLoop` runs."""
 
-    def __init__(self, space, data, strategy, targets, cfg, model_dir):
+    def __init__(self, space, data, strategy, targets, args, model_dir):
         self.space, self.data, self.strategy, self.targets = space, data, strategy, targets
-        self.cfg = cfg
+        self.args, self.model_dir = args, model_dir
         self.replicas = strategy.num_replicas_in_sync
-        self.global_batch = cfg["batch_size"] * self.replicas
-        self.steps_per_epoch = data.steps_per_epoch(self.global_batch)
+        self.global_batch = args.batch_size * self.replicas
         logging.info(
             "stage %s: %d replica(s), each sampling its own architecture; %d decisions",
             space.stage,
@@ -107,12 +170,12 @@ class _Stage:
                 tf.zeros([1, data.image_size, data.image_size, 3]),
                 tf.zeros([len(space.decisions)], tf.int32),
             )
-            schedule = optim.WarmupCosineDecay(cfg["learning_rate"], decay_steps=cfg["steps"])
+            schedule = optim.WarmupCosineDecay(args.learning_rate, decay_steps=args.steps_per_stage)
             self.optimizer = keras.optimizers.Adam(schedule)
             self.optimizer.build(self.net.trainable_variables)
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
         self.controller = controller_lib.Controller(
-            space.decisions, cfg["rl_learning_rate"], seed=cfg["seed"]
+            space.decisions, args.rl_learning_rate, seed=args.seed
         )
         holder = tf.Module()
         holder.supernet, holder.controller, holder.step = self.net, self.controller, self.step
@@ -120,40 +183,11 @@ class _Stage:
             model=holder, optimizer=self.optimizer, rng_states=[], ema=None
         )
         self.checkpoints = loop.Checkpoints(state, model_dir, strategy, chief=True)
-        self.writer = tf.summary.create_file_writer(model_dir)
-        self._build_steps()
-
-    def _build_steps(self):
-        net, optimizer, strategy = self.net, self.optimizer, self.strategy
-        global_batch = self.global_batch
-
-        def train_fn(images, labels, indices):
-            with tf.GradientTape() as tape:
-                logits = net(images, indices, training=True)
-                loss = (
-                    tf.reduce_sum(
-                        keras.losses.categorical_crossentropy(labels, logits, from_logits=True)
-                    )
-                    / global_batch
-                )
-            grads = tape.gradient(loss, net.trainable_variables)
-            optimizer.apply_gradients(zip(grads, net.trainable_variables))
-            return loss * global_batch / tf.cast(tf.shape(images)[0], tf.float32)
-
-        def quality_fn(images, labels, weights, indices):
-            logits = net(images, indices, training=False)
-            hit = tf.cast(tf.argmax(logits, -1) == tf.argmax(labels, -1), tf.float32)
-            return tf.reduce_sum(hit * weights) / tf.maximum(tf.reduce_sum(weights), 1.0)
-
-        @tf.function
-        def train_step(batch, indices):
-            return strategy.run(train_fn, args=(*batch, indices))
-
-        @tf.function
-        def quality_step(batch, indices):
-            return strategy.run(quality_fn, args=(*batch, indices))
-
-        self.train_step, self.quality_step = train_step, quality_step
+        self.train_step, self.quality_step = _step_functions(
+            self.net, self.optimizer, strategy, self.global_batch
+        )
+        self._reward_batches = None
+        self.log = None
 
     def _per_replica(self, rows):
         rows = tf.constant(rows, tf.int32)
@@ -164,123 +198,154 @@ class _Stage:
     def _local(self, value):
         return [float(v) for v in self.strategy.experimental_local_results(value)]
 
-    def _train_iter(self, epoch, skip):
-        bs = self.cfg["batch_size"]
-        return iter(
-            self.strategy.distribute_datasets_from_function(
-                lambda ctx: self.data.train_dataset(ctx, bs, epoch, self.cfg["seed"], skip)
-            )
-        )
-
-    def _val_iter(self):
-        bs = self.cfg["batch_size"]
-        n = max(1, self.data.num_eval_examples // (bs * self.replicas))
-        return iter(
-            self.strategy.distribute_datasets_from_function(
-                lambda ctx: self.data.eval_dataset(ctx, bs, n).repeat()
-            )
-        )
-
     def costs(self, arch):
         return [t.cost_model(arch) for t in self.targets]
 
-    def run(self, name, log_every, checkpoint_every, sigterm):
-        cfg, space, steps = self.cfg, self.space, self.cfg["steps"]
+    def most_likely(self):
+        return self.space.decode(self.space.from_indices(self.controller.most_likely()))
+
+    def train_steps(self, iterator, num_steps):
+        """TrainingLoop's step callback: `num_steps` TuNAS steps, each a supernet step on the
+        epoch's training iterator and a REINFORCE step on the reward iterator."""
+        for _ in range(int(num_steps)):
+            self._tunas_step(iterator)
+
+    def _tunas_step(self, iterator):
+        args, space, steps = self.args, self.space, self.args.steps_per_stage
+        step = int(self.step.numpy())
+        samples = self.controller.sample(self.replicas)
+        rng = np.random.default_rng(args.seed * 1_000_003 + step)
+        warm = _warm(rng, samples, space, step, steps, args.op_warmup, args.filter_warmup)
+        loss = self._local(self.train_step(next(iterator), self._per_replica(warm)))
+        quality = self._local(
+            self.quality_step(next(self._reward_batches), self._per_replica(samples))
+        )
+        rewards = []
+        for r in range(self.replicas):
+            c = self.costs(space.decode(space.from_indices(samples[r])))
+            rewards.append(cost_models.absolute_reward(quality[r], c, self.targets, args.beta))
+            for t, value in zip(self.targets, c):
+                self.log.add(f"cost/{t.cost_model.name}", [value])
+        self.controller.update(samples, rewards, apply=step >= args.rl_delay * steps)
+        self.log.add("reward", rewards)
+        self.log.add("quality", quality)
+        self.log.add("loss", loss)
+        self.step.assign(step + 1)
+
+    def run(self, name, sigterm):
+        """Trains the stage to its last step (resuming from its checkpoints); its result."""
+        args = self.args
         resumed = self.checkpoints.restore(self.step)
         step = int(self.step.numpy())
         if resumed:
             logging.info("stage %s: resumed at step %d from %s", name, step, resumed)
-        epoch, skip = divmod(step, self.steps_per_epoch)
-        train_it, val_it = self._train_iter(epoch, skip), self._val_iter()
-        window = {
-            "reward": [],
-            "quality": [],
-            "loss": [],
-            **{f"cost/{t.cost_model.name}": [] for t in self.targets},
-        }
-        start = time.time()
-        while step < steps:
-            if sigterm.raised:
-                self.checkpoints.save(step)
-                raise loop.Preempted(f"SIGTERM at stage {name} step {step}; checkpoint saved")
-            samples = self.controller.sample(self.replicas)
-            rng = np.random.default_rng(cfg["seed"] * 1_000_003 + step)
-            warm = _warm(rng, samples, space, step, steps, cfg["op_warmup"], cfg["filter_warmup"])
-            try:
-                batch = next(train_it)
-            except StopIteration:
-                epoch += 1
-                train_it = self._train_iter(epoch, 0)
-                batch = next(train_it)
-            loss = self._local(self.train_step(batch, self._per_replica(warm)))
-            quality = self._local(self.quality_step(next(val_it), self._per_replica(samples)))
-            rewards = []
-            for r in range(self.replicas):
-                arch = space.decode(space.from_indices(samples[r]))
-                c = self.costs(arch)
-                rewards.append(
-                    cost_models.absolute_reward(quality[r], c, self.targets, cfg["beta"])
-                )
-                for t, value in zip(self.targets, c):
-                    window[f"cost/{t.cost_model.name}"].append(value)
-            self.controller.update(samples, rewards, apply=step >= cfg["rl_delay"] * steps)
-            window["reward"].extend(rewards)
-            window["quality"].extend(quality)
-            window["loss"].extend(loss)
-            step += 1
-            self.step.assign(step)
-            if step % log_every == 0 or step == steps:
-                self._log(name, step, steps, window, start)
-                window = {k: [] for k in window}
-            if step % checkpoint_every == 0 or step == steps:
-                self.checkpoints.save(step)
-        self.writer.flush()
+        self._reward_batches = reward_batches(self.data, self.strategy, args.batch_size)
+        self.log = _StageLog(self, name, self.model_dir, step)
+        training = loop.TrainingLoop(
+            data=self.data,
+            strategy=self.strategy,
+            steps_per_epoch=self.data.steps_per_epoch(self.global_batch),
+            train_steps=self.train_steps,  # supernet step, then REINFORCE step
+            global_batch=self.global_batch,
+            last_step=args.steps_per_stage,
+            evaluate_fn=None,  # no eval step: the rewards are the search's evaluation
+            checkpoints=self.checkpoints,
+            progress=self.log,
+            sigterm=sigterm,  # held for the whole search, stage set-up included
+            seed=args.seed,
+            log_every_steps=args.log_every_steps,
+            checkpoint_every_steps=args.checkpoint_every_steps,
+        )
+        training.run(step)
+        self.log.flush()
         return self.result(name)
 
-    def _log(self, name, step, steps, window, start):
-        probs = self.controller.probabilities()
-        best = self.space.decode(self.space.from_indices(self.controller.most_likely()))
-        best_costs = self.costs(best)
-        with self.writer.as_default(step=step):
-            for key, values in window.items():
-                if values:
-                    tf.summary.scalar(key, float(np.mean(values)))
-            for t, value in zip(self.targets, best_costs):
-                tf.summary.scalar(f"most_likely/{t.cost_model.name}_over_target", value / t.value)
-            tf.summary.scalar("baseline", float(self.controller.baseline.numpy()))
-            for d in self.space.decisions:
-                for choice, p in zip(d.choices, probs[d.name]):
-                    tf.summary.scalar(f"controller/{d.name}/{choice}", float(p))
-        rate = step / max(time.time() - start, 1e-6)
-        costs = ", ".join(
-            f"{t.cost_model.name} {v / t.value:.3f}x target"
-            for t, v in zip(self.targets, best_costs)
+    def result(self, name):
+        tolerance = self.args.tolerance
+        if tolerance and name == "coarse":
+            tolerance /= 2  # half the band: the fine stage keeps room on both sides (docs/nas.md)
+        pick = cost_models.select_architecture(
+            self.space,
+            self.controller.log_probabilities(),
+            self.targets,
+            tolerance,
+            seed=self.args.seed,
         )
         logging.info(
-            "stage %s step %d/%d: reward %.3f, accuracy %.3f, most likely: %s (%.1f steps/s)",
+            "stage %s result: %s (argmax off target by %.3f, result by %.3f)",
             name,
-            step,
-            steps,
-            np.mean(window["reward"] or [0]),
-            np.mean(window["quality"] or [0]),
-            costs,
-            rate,
+            pick["method"],
+            pick["argmax_deviation"],
+            pick["deviation"],
         )
-
-    def result(self, name):
-        values = self.space.values(self.space.from_indices(self.controller.most_likely()))
+        values = self.space.values(self.space.from_indices(pick["indices"]))
         arch = self.space.decode(values, name=f"nas_{self.space.name}_{name}")
         return {
             "stage": name,
             "space": self.space.name,
             "values": values,
             "probabilities": {k: v.tolist() for k, v in self.controller.probabilities().items()},
+            "selection": pick,
             "architecture": search_space.architecture_to_dict(arch),
             "costs": {
                 t.cost_model.name: {"value": v, "target": t.value, "ratio": v / t.value}
                 for t, v in zip(self.targets, self.costs(arch))
             },
         }
+
+
+def _step_functions(net, optimizer, strategy, global_batch):
+    """(train_step, quality_step): tf.functions running one supernet step on a training batch
+    and measuring a sampled architecture's accuracy on a reward batch, per replica."""
+
+    def train_fn(images, labels, indices):
+        with tf.GradientTape() as tape:
+            logits = net(images, indices, training=True)
+            per_example = keras.losses.categorical_crossentropy(labels, logits, from_logits=True)
+            loss = tf.reduce_sum(per_example) / global_batch
+        grads = tape.gradient(loss, net.trainable_variables)
+        optimizer.apply_gradients(zip(grads, net.trainable_variables))
+        return loss * global_batch / tf.cast(tf.shape(images)[0], tf.float32)
+
+    def quality_fn(images, labels, weights, indices):
+        logits = net(images, indices, training=False)
+        hit = tf.cast(tf.argmax(logits, -1) == tf.argmax(labels, -1), tf.float32)
+        return tf.reduce_sum(hit * weights) / tf.maximum(tf.reduce_sum(weights), 1.0)
+
+    @tf.function
+    def train_step(batch, indices):
+        return strategy.run(train_fn, args=(*batch, indices))
+
+    @tf.function
+    def quality_step(batch, indices):
+        return strategy.run(quality_fn, args=(*batch, indices))
+
+    return train_step, quality_step
+
+
+def reward_split(data):
+    """(split name, examples) the controller's rewards come from: the validation split the data
+    holds out of its training split when it has one (`input_pipeline.validation_fraction`), else
+    its eval split."""
+    held_out = getattr(data, "num_validation_examples", 0)
+    if held_out:
+        return "validation", int(held_out)
+    return "eval", int(data.num_eval_examples)
+
+
+def reward_batches(data, strategy, batch_size):
+    """An endless distributed iterator of (images, labels, weights) reward batches."""
+    split, examples = reward_split(data)
+    if split == "eval":
+        logging.warning(
+            "rewards come from the data's eval split, the split stand-alone accuracies are "
+            "measured on; set input_pipeline.validation_fraction to hold rewards apart"
+        )
+    make = data.validation_dataset if split == "validation" else data.eval_dataset
+    n = max(1, examples // (batch_size * strategy.num_replicas_in_sync))
+    return iter(
+        strategy.distribute_datasets_from_function(lambda ctx: make(ctx, batch_size, n).repeat())
+    )
 
 
 def _jsonable(values):
@@ -291,31 +356,33 @@ def _jsonable(values):
 def search(
     model_dir,
     data=gin.REQUIRED,
-    space="quickstart",
-    plan="two_stage",
-    targets=None,
-    beta=-0.1,
-    fixed=None,
-    expressive=False,
-    steps_per_stage=300,
-    batch_size=32,
-    learning_rate=0.005,
-    rl_learning_rate=0.05,
-    rl_delay=0.25,
-    op_warmup=0.25,
-    filter_warmup=0.25,
-    strategy="default",
-    tpu=None,
-    seed=0,
-    log_every_steps=50,
-    checkpoint_every_steps=100,
+    space: str = "quickstart",
+    plan: str = "two_stage",
+    targets: Mapping[str, float] | None = None,
+    beta: float = -0.1,
+    fixed: Mapping[str, Any] | None = None,
+    expressive: bool = False,
+    steps_per_stage: int = 300,
+    batch_size: int = 32,
+    learning_rate: float = 0.005,
+    rl_learning_rate: float = 0.05,
+    strategy: str = "default",
+    rl_delay: float = 0.25,
+    op_warmup: float = 0.25,
+    filter_warmup: float = 0.25,
+    tolerance: float | None = None,
+    tpu: str | None = None,
+    seed: int = 0,
+    log_every_steps: int = 50,
+    checkpoint_every_steps: int = 100,
 ):
     """Runs the search into `model_dir`; returns the summary dict.
 
     Args:
       model_dir: where checkpoints, TensorBoard logs and the results go (locked while running).
       data: a TrainingData (e.g. @input_pipeline): the supernet trains on its train split, the
-        rewards come from its eval split.
+        rewards come from its validation split (held out of the training split by
+        `input_pipeline.validation_fraction`), or from its eval split when it has none.
       space: a registered search space (mobilenetv4.search_space.SPACES).
       plan: "two_stage" (coarse, then fine) or "one_stage".
       targets: {cost model name: target}, e.g. {'macs': 4e6} or dual {'macs': .., 'latency': ..}.
@@ -326,20 +393,22 @@ def search(
       batch_size: per-replica batch of both the training and the RL step.
       learning_rate: peak Adam learning rate of the shared weights (cosine decay).
       rl_learning_rate: Adam (beta_1 = 0) learning rate of the controller logits.
+      strategy: tf.distribute strategy name (experiments.trainer.make_strategy).
       rl_delay: fraction of a stage before the controller learns.
       op_warmup: fraction of a stage with op warm-up.
       filter_warmup: fraction of a stage with filter warm-up.
-      strategy: tf.distribute strategy name (experiments.trainer.make_strategy).
+      tolerance: a stage's result is the most likely architecture within this relative band of
+        every target (cost_models.select_architecture); None: the argmax of every decision.
       tpu: TPU address for strategy "tpu".
       seed: controller sampling and warm-up seed.
       log_every_steps: TensorBoard and log interval.
       checkpoint_every_steps: checkpoint interval.
     """
+    args = types.SimpleNamespace(**locals())  # first statement: exactly search's arguments
     if plan not in STAGE_PLANS:
         raise UserError(f"search.plan must be one of {', '.join(STAGE_PLANS)}, got {plan!r}")
-    given = locals()
     for name, bounds in _BOUNDS.items():
-        trainer_lib._check(f"search.{name}", given[name], **bounds)  # pylint: disable=protected-access
+        trainer_lib._check(f"search.{name}", getattr(args, name), **bounds)  # pylint: disable=protected-access
     if callable(data):  # `search.data = @input_pipeline`
         data = data()
     base = search_space.get(space, "one_stage", expressive=expressive)
@@ -347,21 +416,9 @@ def search(
         base = base.with_fixed(dict(fixed))  # UserError for a decision that does not exist
     tgts = make_targets(targets, data.image_size, data.num_classes)
     stages = STAGE_PLANS[plan]
-    first = base.with_fixed({}, stage=stages[0])
-    ranges = cost_models.check_reachable(first, tgts)
-    cfg = dict(
-        steps=int(steps_per_stage),
-        batch_size=int(batch_size),
-        learning_rate=learning_rate,
-        rl_learning_rate=rl_learning_rate,
-        rl_delay=rl_delay,
-        op_warmup=op_warmup,
-        filter_warmup=filter_warmup,
-        beta=beta,
-        seed=seed,
-    )
+    ranges = cost_models.check_reachable(base.with_fixed({}, stage=stages[0]), tgts)
     strat = trainer_lib.make_strategy(strategy, tpu)
-    with loop.run_lock(model_dir, True), loop._SigtermFlag() as sigterm:  # pylint: disable=protected-access
+    with loop.run_lock(model_dir, True), loop.SigtermFlag() as sigterm:
         results = []
         previous = None
         for name in stages:
@@ -376,34 +433,17 @@ def search(
                     if name != "fine"
                     else base.fine_after(previous["values"])
                 )
-                stage = _Stage(space_s, data, strat, tgts, cfg, os.path.join(model_dir, name))
-                result = stage.run(name, log_every_steps, checkpoint_every_steps, sigterm)
+                stage = _Stage(space_s, data, strat, tgts, args, os.path.join(model_dir, name))
+                result = stage.run(name, sigterm)
                 result["values"] = _jsonable(result["values"])
-                _write_json(path, result)
+                fileio.write_json(path, result)
             results.append(result)
             previous = result
-        final = results[-1]
-        arch = search_space.architecture_from_dict(final["architecture"])
-        arch_dict = search_space.architecture_to_dict(arch)
-        summary = {
-            "space": space,
-            "plan": plan,
-            "architecture": arch_dict,
-            "values": final["values"],
-            "costs": final["costs"],
-            "cost_ranges": {t.cost_model.name: list(r) for t, r in zip(tgts, ranges)},
-            "macs": spec_costs.total_macs(arch, data.image_size, data.num_classes),
-            "params": spec_costs.count_params(arch, data.num_classes),
-            "stages": [r["stage"] for r in results],
-            "blocks": [
-                [b["type"] if b["type"] != "UIB" else _uib_name(b) for b in s]
-                for s in arch_dict["stages"]
-            ],
-        }
-        _write_json(os.path.join(model_dir, ARCHITECTURE_FILE), summary)
+        summary = _summary(args, data, results, tgts, ranges)
+        fileio.write_json(os.path.join(model_dir, ARCHITECTURE_FILE), summary)
         record = build_record.make(
             None,
-            architecture=arch_dict,
+            architecture=summary["architecture"],
             build={"classes": int(data.num_classes)},
             input_size=[data.image_size, data.image_size],
             data=getattr(data, "spec", None),
@@ -411,6 +451,51 @@ def search(
         build_record.write_run(model_dir, record)
         loop.RunArtifacts(model_dir, True, None).write_end(summary)
     return summary
+
+
+def _summary(args, data, results, targets, ranges):
+    """architecture.json: the last stage's result as a spec, its costs and the search's facts."""
+    final = results[-1]
+    arch = search_space.architecture_from_dict(final["architecture"])
+    arch_dict = search_space.architecture_to_dict(arch)
+    split, examples = reward_split(data)
+    return {
+        "space": args.space,
+        "plan": args.plan,
+        "architecture": arch_dict,
+        "values": final["values"],
+        "costs": final["costs"],
+        "cost_ranges": {t.cost_model.name: list(r) for t, r in zip(targets, ranges)},
+        "cost_models": {t.cost_model.name: _describe(t.cost_model) for t in targets},
+        "macs": spec_costs.total_macs(arch, data.image_size, data.num_classes),
+        "params": spec_costs.count_params(arch, data.num_classes),
+        "input_size": data.image_size,
+        "classes": int(data.num_classes),
+        "reward_split": {"split": split, "examples": examples},
+        "stages": [r["stage"] for r in results],
+        "blocks": [
+            [b["type"] if b["type"] != "UIB" else _uib_name(b) for b in s]
+            for s in arch_dict["stages"]
+        ],
+    }
+
+
+def _describe(cost_model):
+    """A cost model's settings (ridge point, latency table, ...) as JSON, so that
+    experiments.nas.analyze can rebuild it."""
+    if dataclasses.is_dataclass(cost_model):
+        return dataclasses.asdict(cost_model)
+    try:
+        path = gin.query_parameter("make_cost_model.latency_table")
+    except ValueError:  # not bound in gin (a caller-made cost model)
+        path = None
+    table = getattr(cost_model, "table", {})
+    return {
+        "name": cost_model.name,
+        "unit": cost_model.unit,
+        "table": path,
+        "device": table.get("device"),
+    }
 
 
 def _uib_name(b):

@@ -25,6 +25,7 @@ import tf_keras as keras
 from mobilenetv4.layers.common import (
     ConfigurableMixin,
     batch_norm,
+    conv_bn_settings,
     init_arguments,
     register,
     residual,
@@ -88,11 +89,8 @@ class MultiQueryAttention2D(ConfigurableMixin, keras.layers.Layer):
                 kernel_size=kv_dw_kernel_size,
                 strides=kv_strides,
                 depthwise=True,
-                padding=padding,
-                bn_momentum=bn_momentum,
-                bn_epsilon=bn_epsilon,
-                kernel_regularizer=self.kernel_regularizer,
                 name=name,
+                **conv_bn_settings(self),
             )
 
         reg = self.kernel_regularizer
@@ -177,16 +175,12 @@ class MobileAttentionBlock(ConfigurableMixin, keras.layers.Layer):
       num_heads: query heads.
       key_dim: channels per query / key head.
       value_dim: channels per value head; None for key_dim.
-      kv_strides: 1, or 2 to downsample keys and values (paper: 2 in stage 3 of the hybrids).
-      kv_dw_kernel_size: kernel of the K/V downsampling depthwise conv.
-      attention_type: one of ATTENTION_TYPES.
-      padding: "same" or "symmetric" (see ConvBN).
-      bn_momentum: momentum of the pre-norm and K/V BatchNorms.
-      bn_epsilon: their epsilon.
       layer_scale_init_value: as in FusedIB (hybrids: 1e-5).
       stochastic_depth_rate: as in FusedIB: drop-path rate of the attention branch.
-      kernel_regularizer: regularizer of every projection kernel.
-      **kwargs: keras.layers.Layer arguments (name, dtype, ...).
+      **kwargs: the other arguments of MultiQueryAttention2D, with its defaults: kv_strides (paper:
+        2 in stage 3 of the hybrids), kv_dw_kernel_size, attention_type, padding, bn_momentum and
+        bn_epsilon (also the pre-norm BatchNorm's), kernel_regularizer; and keras.layers.Layer
+        arguments (name, dtype, ...).
     """
 
     def __init__(
@@ -194,26 +188,32 @@ class MobileAttentionBlock(ConfigurableMixin, keras.layers.Layer):
         num_heads,
         key_dim,
         value_dim=None,
-        kv_strides=1,
-        kv_dw_kernel_size=3,
-        attention_type="mobile_mqa",
-        padding="same",
-        bn_momentum=0.99,
-        bn_epsilon=1e-5,
         layer_scale_init_value=None,
         stochastic_depth_rate=0.0,
-        kernel_regularizer=None,
         **kwargs,
     ):
+        # One definition of the attention's options and defaults: MultiQueryAttention2D's.
+        options = {
+            name: kwargs.pop(name, parameter.default)
+            for name, parameter in inspect.signature(MultiQueryAttention2D).parameters.items()
+            if parameter.default is not inspect.Parameter.empty
+        }
         super().__init__(**kwargs)
-        self.record_config(**init_arguments(locals()))
+        self.record_config(
+            num_heads=num_heads,
+            key_dim=key_dim,
+            value_dim=value_dim,
+            layer_scale_init_value=layer_scale_init_value,
+            stochastic_depth_rate=stochastic_depth_rate,
+            **options,
+        )
         self.value_dim = value_dim or key_dim
         attention = {
             name: getattr(self, name)
             for name in inspect.signature(MultiQueryAttention2D).parameters
             if name != "kwargs"
         }
-        self.norm = batch_norm(momentum=bn_momentum, epsilon=bn_epsilon, name="norm")
+        self.norm = batch_norm(momentum=self.bn_momentum, epsilon=self.bn_epsilon, name="norm")
         self.attn = MultiQueryAttention2D(name="attn", **attention)
         self.layer_scale, self.drop_path = residual_tail(
             layer_scale_init_value, stochastic_depth_rate

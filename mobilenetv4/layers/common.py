@@ -70,6 +70,14 @@ def init_arguments(local_variables):
     }
 
 
+def conv_bn_settings(block):
+    """The ConvBN arguments a block passes on unchanged to every conv it makes (its own config)."""
+    return {
+        name: getattr(block, name)
+        for name in ("padding", "bn_momentum", "bn_epsilon", "kernel_regularizer")
+    }
+
+
 def make_divisible(value, divisor=8, min_value=None, round_limit=0.9):
     """Rounds channels to a multiple of `divisor`, never dropping more than 10% (timm/TF convention)."""
     min_value = min_value or divisor

@@ -4,6 +4,7 @@ import tf_keras as keras
 
 from mobilenetv4.layers.common import (
     ConfigurableMixin,
+    conv_bn_settings,
     init_arguments,
     make_divisible,
     register,
@@ -52,12 +53,9 @@ class _ResidualBlock(ConfigurableMixin, keras.layers.Layer):
             strides=strides,
             depthwise=depthwise,
             activation=activation,
-            padding=self.padding,
-            bn_momentum=self.bn_momentum,
-            bn_epsilon=self.bn_epsilon,
-            kernel_regularizer=self.kernel_regularizer,
             anti_alias=self.anti_alias,
             name=name,
+            **conv_bn_settings(self),
         )
 
     def _build_residual(self, in_channels):

@@ -90,12 +90,7 @@ def summary_rows(specs, ops_by, curves, rps, precision):
 
 def parse_args(argv=None):
     p = cli.ArgumentParser("python -m mobilenetv4.roofline", __doc__)
-    p.add_argument(
-        "--models",
-        required=True,
-        type=cli.comma_list,
-        help=f"comma-separated model names, e.g. {zoo.EXAMPLES}",
-    )
+    cli.add_models_flag(p, f"comma-separated model names, e.g. {zoo.EXAMPLES}")
     p.add_argument(
         "--precision",
         default="int8",
@@ -107,18 +102,8 @@ def parse_args(argv=None):
         help="CSV of measured latencies (columns model[,resolution],"
         "latency_ms) to fit the ridge point to; models in it are added to --models",
     )
-    p.add_argument(
-        "--rp_max",
-        type=cli.positive_float,
-        default=500.0,
-        help="sweep end (MACs/byte, default 500)",
-    )
-    p.add_argument(
-        "--rp_step",
-        type=cli.positive_float,
-        default=0.5,
-        help="sweep step (MACs/byte, default 0.5)",
-    )
+    cli.add_number_flag(p, "--rp_max", 500.0, "sweep end, MACs/byte", type=cli.positive_float)
+    cli.add_number_flag(p, "--rp_step", 0.5, "sweep step, MACs/byte", type=cli.positive_float)
     p.add_argument(
         "--fig3_models",
         type=cli.comma_list,

@@ -114,11 +114,12 @@ def main(argv=None):
         default=None,
         help="only these cases, comma-separated (default: every case)",
     )
-    parser.add_argument(
+    cli.add_number_flag(
+        parser,
         "--tolerance",
+        DEFAULT_TOLERANCE,
+        "largest accepted max |diff|",
         type=cli.positive_float,
-        default=DEFAULT_TOLERANCE,
-        help=f"largest accepted max |diff| (default {DEFAULT_TOLERANCE:g})",
     )
     args = parser.parse_args(argv)
     if not os.path.isdir(args.directory):

@@ -52,6 +52,56 @@ def test_reward_and_targets():
         cost_models.Target(target.cost_model, -1.0)
 
 
+def _policy(space, seed):
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    out = []
+    for d in space.decisions:
+        x = rng.normal(size=len(d.choices)) * 2
+        out.append(x - np.log(np.exp(x).sum()))
+    return out
+
+
+@pytest.mark.parametrize("stage", ["coarse", "fine"])
+def test_selection_is_the_most_likely_architecture_within_the_band(stage):
+    import itertools
+
+    space = search_space.get("quickstart", "coarse")
+    if stage == "fine":
+        space = space.fine_after(space.values({f"stage{s}/width": 1.5 for s in (1, 2, 3, 4)}))
+    macs = cost_models.MacsCost(32, 10)
+    log_probs = _policy(space, 3)
+    argmax = [int(lp.argmax()) for lp in log_probs]
+    at_argmax = macs(space.decode(space.from_indices(argmax)))
+    # a target the argmax meets: the argmax is the result
+    ok = cost_models.select_architecture(
+        space, log_probs, [cost_models.Target(macs, at_argmax)], 0.02
+    )
+    assert ok["method"] == "argmax" and ok["indices"] == argmax and ok["feasible"]
+    # a target at the far end of the space's range from the argmax: the result is the most
+    # likely architecture inside +-2%
+    far = max(cost_models.cost_range(space, macs), key=lambda c: abs(c - at_argmax))
+    target = cost_models.Target(macs, far)
+    assert abs(at_argmax / target.value - 1) > 0.02  # the argmax is outside the band
+    pick = cost_models.select_architecture(space, log_probs, [target], 0.02)
+    cost = macs(space.decode(space.from_indices(pick["indices"])))
+    assert pick["feasible"] and abs(cost / target.value - 1) <= 0.02
+    assert pick["argmax_ratios"][0] == pytest.approx(at_argmax / target.value)
+    if pick["method"] == "exhaustive":  # exact: no architecture in the band is more likely
+        best = max(
+            sum(lp[i] for lp, i in zip(log_probs, idx))
+            for idx in itertools.product(*[range(len(lp)) for lp in log_probs])
+            if abs(macs(space.decode(space.from_indices(idx))) / target.value - 1) <= 0.02
+        )
+        assert pick["log_prob"] == pytest.approx(best)
+    else:  # too large to enumerate: the argmax's neighbours and policy samples
+        assert pick["method"] == "neighbours+samples" and pick["candidates"] > 1000
+    # no tolerance: TuNAS's argmax
+    plain = cost_models.select_architecture(space, log_probs, [target], None)
+    assert plain["indices"] == argmax
+
+
 def test_unknown_cost_model_and_unreachable_targets():
     with pytest.raises(UserError, match="unknown cost model 'flops'; choose one of macs"):
         cost_models.make_cost_model("flops")

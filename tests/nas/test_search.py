@@ -30,6 +30,7 @@ DATA = types.SimpleNamespace(image_size=32, num_classes=10)
             "no decision 'stage3/block7/present'",
         ),
         ({"targets": {"macs": 2e6}, "plan": "three_stage"}, "search.plan must be one of"),
+        ({"targets": {"macs": 2e6}, "tolerance": 1.5}, r"search.tolerance must be .*\[0, 1\]"),
         (
             {"targets": {"latency": 1.0}},
             "cost model 'latency' needs make_cost_model.latency_table",
