@@ -24,7 +24,8 @@ from tflite import analysis, benchmark
 
 OUTPUTS = ("ablations.md", "ablations.json")
 WEIGHTS = (
-    "stand-in (random init, layer scale ~1, BN statistics from 16 normal-noise feature maps; "
+    "stand-in (random init, layer scale ~1, kernels preconditioned and BN statistics from 16 "
+    "normal-noise feature maps; "
     "tflite.models.stand_in_statistics)"
 )
 

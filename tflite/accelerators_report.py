@@ -6,9 +6,9 @@ held-out images (sklearn digits).
     python -m tflite.accelerators_report --output_dir /tmp/accel [--models conv_small,hybrid_medium]
         [--input_size 128] [--images 32] [--parts gpu,npu]
 
-Weights: random init made trained-like with `tflite.models.stand_in_statistics` (BatchNorm statistics
-re-estimated on the calibration images, layer scale 1), so the figures do not come from degenerate
-activations. Writes OUTPUT_DIR/accelerators.md and .json (and the .tflite files it measured).
+Weights: random init made trained-like with `tflite.models.stand_in_statistics` (layer scale ~1,
+kernels preconditioned and BatchNorm statistics re-estimated on the calibration images), so the
+figures do not come from degenerate or noise-amplifying networks. Writes OUTPUT_DIR/accelerators.md and .json (and the .tflite files it measured).
 """
 
 import os

@@ -6,8 +6,8 @@ with ratios and writes it as Markdown/CSV/JSON.
         [--num_runs 1000 --repeats 5]
 
 Weights: neither side has trained weights, so both get stand-in weights
-(`models.stand_in_statistics`: random init, layer scale ~1, BN statistics re-estimated on the same
-calibration images) unless a row says "raw random init". Rows:
+(`models.stand_in_statistics`: random init, layer scale ~1, kernels preconditioned and BN statistics
+re-estimated on the same calibration images) unless a row says "raw random init". Rows:
   ours/<m>            `python -m tflite.export --model <m> --int8 --calibration random`'s graph: pixels
                       in (normalisation folded into the stem), int8 io, attention matmuls and softmax
                       in float

@@ -22,8 +22,8 @@ pixel - 128 as int8 (the uint8 pixel bytes with the top bit flipped, `pixels ^ 0
 the int8 logits dequantize with the output's scale and zero point. --io uint8 takes uint8 pixels as
 they are, at the cost of a uint8 -> int8 QUANTIZE over the image (and int8 -> uint8 at the output)
 that XNNPACK does not run. A model exported without --weights/--checkpoint gets stand-in weights
-(`tflite.models.stand_in_statistics`: random init, layer scale ~1, BN statistics re-estimated on the
-calibration images), so its latency and quantization figures are those of a trained-like network;
+(`tflite.models.stand_in_statistics`: random init, layer scale ~1, kernels preconditioned on the
+input covariance and BN statistics re-estimated on the calibration images), so its latency and quantization figures are those of a trained-like network;
 the report's `weights` says which weights were used.
 After export a report (op histogram, TRANSPOSE count, XNNPACK partitions, size, fidelity against the
 float Keras model on held-out images, and the held-out top-1 of both when the data has labels) is

@@ -20,7 +20,7 @@ Written to --output_dir:
   stand_in_checkpoint/      with --stand_in_weights N: the stand-in weights exported (a tf.train.Checkpoint)
 Without --checkpoint the weights are random (graph checks only; the report says so). For latency
 without trained weights pass --stand_in_weights N: random init made numerically trained-like
-(`tflite.models.stand_in_statistics`: layer scale ~1, every BatchNorm of backbone, FPN and head
+(`tflite.models.stand_in_statistics`: layer scale ~1, kernels preconditioned, every BatchNorm of backbone, FPN and head
 re-estimated in training mode, cumulative average over N real images of task.train_data, the
 pipeline INT8 calibration reads), so activations are O(1) as in a trained detector.
 Existing outputs are refused unless --overwrite; every output is written under a temporary name and
@@ -74,7 +74,10 @@ STAND_IN_DIR = "stand_in_checkpoint"
 def weights_text(checkpoint: str | None, stand_in_images: int = 0) -> str:
     """What the report says about the weights."""
     if stand_in_images:
-        return f"stand-in (BN re-estimated on {stand_in_images} images, layer scale ~1)"
+        return (
+            f"stand-in (kernels preconditioned and BN re-estimated on {stand_in_images} images, "
+            "layer scale ~1)"
+        )
     return checkpoint or "random (no --checkpoint)"
 
 
@@ -280,7 +283,8 @@ def main(argv=None):
         type=cli.positive_int,
         default=0,
         metavar="N",
-        help="no checkpoint: random weights with stand-in statistics (layer scale ~1, every BN "
+        help="no checkpoint: random weights with stand-in statistics (layer scale ~1, kernels "
+        "preconditioned, every BN "
         "re-estimated on N task.train_data images) for latency measurements",
     )
     args = p.parse_args(argv)

@@ -47,7 +47,9 @@ def test_checkpoint_covers_every_batchnorm_and_restores_into_the_detector(tmp_pa
     for bn, (mean, var) in zip(bns, before):
         assert not np.allclose(bn.moving_mean.numpy(), mean), bn.name
         assert not np.allclose(bn.moving_variance.numpy(), var), bn.name
-    assert export.weights_text(None, 6) == "stand-in (BN re-estimated on 6 images, layer scale ~1)"
+    assert export.weights_text(None, 6) == (
+        "stand-in (kernels preconditioned and BN re-estimated on 6 images, layer scale ~1)"
+    )
 
 
 def test_stand_in_and_checkpoint_exclude_each_other(tmp_path, digits_config):

@@ -6,6 +6,7 @@ prediction and the bad inputs. CI's set: conv_small at 64 px and the tiny attent
 import json
 import os
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -101,10 +102,39 @@ def test_missing_vulkan_is_one_line_exit_2(conv_small, capsys, monkeypatch):
     assert code == 2 and "install_vulkan.sh" in err and len(err.splitlines()) == 1, err
 
 
+@needs_vulkan
+def test_partial_delegation_for_real(tmp_path, capsys):
+    """A real graph LiteRT 2.3's GPU accelerator does not take whole: GATHER_ND (found by trying
+    ops here; GATHER_ND, RFFT2D, L2_NORMALIZATION, LOCAL_RESPONSE_NORMALIZATION, MATRIX_DIAG and
+    int64 CASTs stay on the CPU, TOPK_V2 and CUMSUM do not). The check names the op from LiteRT's
+    own log; the benchmark refuses it with exit 2 and writes nothing."""
+    import tensorflow as tf
+
+    def gather(x):
+        return tf.gather_nd(tf.reshape(x, [64, 3]), tf.constant([[1], [5], [9]])) * 2.0
+
+    f = tf.function(gather, input_signature=[tf.TensorSpec([1, 8, 8, 3], tf.float32)])
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([f.get_concrete_function()], f)
+    path = tmp_path / "gather_nd.tflite"
+    path.write_bytes(converter.convert())
+    images = np.random.default_rng(0).uniform(0, 255, (4, 8, 8, 3)).astype(np.float32)
+    c = accelerators.isolated("check", path=str(path), accelerator="gpu", images=images)
+    assert not c["fully_accelerated"], c
+    assert [op for op in c["fallback_ops"] if op.startswith("GATHER_ND")], c["fallback_ops"]
+    assert "GATHER_ND" in accelerators.Check(**c).line() and c["sqnr_db"] > 100  # still correct
+    out = tmp_path / "r.json"
+    code, err = run_cli(
+        benchmark.main,
+        [str(path), "--accelerator", "gpu", "--num_runs", "2", "--repeats", "1"]
+        + ["--warmup_runs", "1", "--core", "none", "--output", str(out)],
+        capsys,
+    )
+    assert code == 2 and "GATHER_ND" in err and "not whole" in err and len(err.splitlines()) == 1
+    assert not out.exists()
+
+
 def test_partial_delegation_is_reported_and_refused(conv_small, tmp_path, capsys, monkeypatch):
-    """A model the accelerator does not take whole: the ops left on the CPU are named, exit 2, no
-    output written. (LiteRT 2.3's WebGPU accelerator reported TOPK_V2 and CUMSUM graphs as fully
-    accelerated here, so LiteRT's answer is simulated.)"""
+    """The same refusal without Vulkan: LiteRT's answer simulated (the real graph is above)."""
     real = accelerators.isolated
 
     def partial(task, **kwargs):
@@ -164,9 +194,9 @@ def test_bad_accelerator_names(conv_small, capsys):
 
 @needs_openvino
 def test_npu_compile_and_run_conv_small_and_attention(conv_small, tiny_models, tmp_path):
-    for source, images in [
-        (conv_small["int8"], conv_small["images"]),
-        (tiny_models["int8_full"], tiny_models["images"]),
+    for source, images, min_sqnr in [
+        (conv_small["int8"], conv_small["images"], 20.0),
+        (tiny_models["int8_full"], tiny_models["images"], 5.0),
     ]:
         src = shutil.copy(source, tmp_path)
         report = npu.compile_model(src, npu.parse_target("intel_openvino"), log=lambda *_: None)
@@ -174,16 +204,18 @@ def test_npu_compile_and_run_conv_small_and_attention(conv_small, tiny_models, t
         assert report["cpu_ops"] == {} and os.path.exists(report["compiled_model"])
         md, js = npu.report_paths(report["compiled_model"])
         assert (
-            json.load(open(js))["ops_on_npu"] == report["ops"] and "ops in 1 NPU" in open(md).read()
+            json.loads(Path(js).read_text())["ops_on_npu"] == report["ops"]
+            and "ops in 1 NPU" in Path(md).read_text()
         )
         assert accelerators.compiled_for(report["compiled_model"]) == ("IntelOpenVINO", "LNL")
         c = accelerators.isolated(
             "check", path=report["compiled_model"], accelerator="npu", images=images, reference=src
         )
-        # Stand-in weights amplify rounding: OpenVINO's and XNNPACK's integer kernels agree at only
-        # 8-14 dB on them (29.4 dB on the trained quick-trial model, docs/tflite.md); a wrong
-        # zero point or scale gives <= 0 dB.
-        assert c["fully_accelerated"] and c["sqnr_db"] > 5, c
+        # OpenVINO's and XNNPACK's int8 kernels round differently: conv_small's preconditioned
+        # stand-in measured 31.9 and 38.3 dB (two inits; 31.1 dB on the trained quickstart model,
+        # docs/tflite.md); the tiny all-int8 attention model's bar is the old stand-ins' (8-14 dB
+        # measured). A wrong zero point or scale gives <= 0 dB.
+        assert c["fully_accelerated"] and c["sqnr_db"] > min_sqnr, c
 
 
 @pytest.mark.slow
@@ -259,7 +291,7 @@ def test_failed_compilation_writes_nothing(conv_small, tmp_path):
 def test_model_compiled_for_another_soc_is_refused(conv_small, tmp_path, capsys):
     src = shutil.copy(conv_small["int8"], tmp_path)
     report = npu.compile_model(src, npu.parse_target("intel_openvino"), log=lambda *_: None)
-    data = open(report["compiled_model"], "rb").read()
+    data = Path(report["compiled_model"]).read_bytes()
     other = tmp_path / "for_qualcomm.tflite"
     other.write_bytes(data.replace(b"IntelOpenVINO\0", b"Qualcomm\0\0\0\0\0\0", 1))
     assert accelerators.compiled_for(str(other))[0] == "Qualcomm"
