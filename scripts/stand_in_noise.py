@@ -1,13 +1,15 @@
-"""How much a network amplifies rounding-like noise: 1% Gaussian noise (40 dB) added to the input
-pixels, and to the output of the stem's BN, and the SQNR left at the logits (docs/tflite.md, stand-in
-weights). Compares stand-in weights without and with kernel preconditioning, and a trained run.
+"""How much a network amplifies rounding-like noise: 1% Gaussian noise (40 dB) added to the
+input pixels, and to the output of the stem's BN, and the SQNR left at the logits (docs/tflite.md,
+stand-in weights). Compares stand-in weights without and with kernel preconditioning, and a
+trained run.
 
-    python scripts/stand_in_noise.py [--model conv_small] [--size 128] [--weights RUN/final.weights.h5]
+    python scripts/stand_in_noise.py [--model conv_small] [--size 128]
+        [--weights RUN/final.weights.h5]
 """
 
-import argparse
-
 import numpy as np
+
+from mobilenetv4 import cli
 
 
 def noise_transfer(model, images, layer_name="stem_on_pixels"):
@@ -37,14 +39,14 @@ def noise_transfer(model, images, layer_name="stem_on_pixels"):
     return at_input, at_stem
 
 
-def main():
-    from tflite import calibration, export, models
-
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv=None):
+    p = cli.ArgumentParser("python scripts/stand_in_noise.py", __doc__)
     p.add_argument("--model", default="conv_small")
     p.add_argument("--size", type=int, default=128)
     p.add_argument("--weights", help="a trained run's weights (10 classes, sklearn digits)")
-    args = p.parse_args()
+    args = p.parse_args(argv)
+    from tflite import calibration, export, models  # after parsing: --help without TensorFlow
+
     size = (args.size, args.size)
     images = calibration.load("sklearn_digits", size, 64, 32, crop_fraction=1.0, log=lambda *_: 0)
     runs = [("stand-in, no preconditioning", 0), ("stand-in (default)", None)]
@@ -61,9 +63,10 @@ def main():
             models.stand_in_statistics(model, images.calibration, **kwargs)
         at_input, at_stem = noise_transfer(model, images.heldout)
         print(
-            f"{label}: 40 dB noise at the input -> {at_input:.1f} dB at the logits; at the stem's output -> {at_stem:.1f} dB"
+            f"{label}: 40 dB noise at the input -> {at_input:.1f} dB at the logits; "
+            f"at the stem's output -> {at_stem:.1f} dB"
         )
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main)
