@@ -14,6 +14,7 @@ import shutil
 import statistics
 import subprocess
 
+from mobilenetv4 import cli
 from tflite import ToolError, cpu
 
 REMOTE_DIR = "/data/local/tmp"
@@ -68,6 +69,57 @@ def parse_max_freqs(output: str) -> dict[int, int]:
         if m:
             freqs[int(m.group(1))] = int(m.group(2))
     return freqs
+
+
+def add_flags(parser) -> None:
+    """The Android flag group (`--adb`, `--adb_path`, `--serial`, `--delegate`,
+    `--benchmark_binary`, `--push`), the same in every tool that times on a device."""
+    a = parser.add_argument_group("Android (--adb); untested on a real device")
+    a.add_argument(
+        "--adb", action="store_true", help="run on an Android device with benchmark_model"
+    )
+    a.add_argument("--adb_path", default="adb")
+    a.add_argument("--serial", default=None)
+    a.add_argument("--delegate", default="cpu", choices=["cpu", "gpu", "hexagon", "nnapi"])
+    a.add_argument(
+        "--benchmark_binary",
+        default="benchmark_model",
+        help="local path of an Android arm64 benchmark_model build to push",
+    )
+    a.add_argument(
+        "--push",
+        action=cli.CommaList,
+        default=[],
+        help="extra files to push, comma-separated (e.g. Hexagon libraries)",
+    )
+
+
+def check_flags(args, parser) -> None:
+    """Device-only flags without --adb, or a host core pinned for a device run: parser errors."""
+    if not args.adb and (args.delegate != "cpu" or args.serial):
+        parser.error("--delegate and --serial apply to --adb runs only")
+    if args.adb and args.core != "fastest":
+        parser.error("--core applies to local runs; on --adb the device's fastest core is used")
+
+
+def device_protocol(args) -> dict:
+    """The protocol flags of a device run: on a device AdbBenchmark pins the fastest core itself."""
+    protocol = cli.protocol_options(args)
+    del protocol["core"]
+    return protocol
+
+
+def runner(args, log=print) -> "AdbBenchmark":
+    """An AdbBenchmark from `add_flags`' and the protocol flags."""
+    return AdbBenchmark(
+        binary=args.benchmark_binary,
+        adb=args.adb_path,
+        serial=args.serial,
+        delegate=args.delegate,
+        extra_files=tuple(args.push),
+        log=log,
+        **device_protocol(args),
+    )
 
 
 @dataclasses.dataclass

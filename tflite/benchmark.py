@@ -21,7 +21,7 @@ import numpy as np
 
 from mobilenetv4 import cli, fileio, tables
 from mobilenetv4.cli import UserError
-from tflite import cpu, runtime
+from tflite import adb, cpu, runtime
 
 
 def mean_latency_ms(interp, num_runs: int) -> float:
@@ -253,33 +253,13 @@ def parse_args(argv=None):
         help="real images for the --accelerator check (a tflite.calibration source; default "
         "sklearn_digits, offline), or 'none' to skip it",
     )
-    a = p.add_argument_group("Android (--adb); untested on a real device")
-    a.add_argument(
-        "--adb", action="store_true", help="run on an Android device with benchmark_model"
-    )
-    a.add_argument("--adb_path", default="adb")
-    a.add_argument("--serial", default=None)
-    a.add_argument("--delegate", default="cpu", choices=["cpu", "gpu", "hexagon", "nnapi"])
-    a.add_argument(
-        "--benchmark_binary",
-        default="benchmark_model",
-        help="local path of an Android arm64 benchmark_model build to push",
-    )
-    a.add_argument(
-        "--push",
-        action=cli.CommaList,
-        default=[],
-        help="extra files to push, comma-separated (e.g. Hexagon libraries)",
-    )
+    adb.add_flags(p)
     args = p.parse_args(argv)
     if args.accelerator is not None:
         from tflite import accelerators
 
         accelerators.check_accelerator_flag(args, p)
-    if not args.adb and (args.delegate != "cpu" or args.serial):
-        p.error("--delegate and --serial apply to --adb runs only")
-    if args.adb and args.core != "fastest":
-        p.error("--core applies to local runs; on --adb the device's fastest core is used")
+    adb.check_flags(args, p)
     args.json_file = None  # the deprecated --json PATH: JSON whatever the suffix
     if args.json not in (None, "-"):
         print(
@@ -306,19 +286,8 @@ def main(argv=None):
     outputs = [*args.output, *([args.json_file] if args.json_file else [])]
     fileio.check_outputs(outputs, inputs=args.models, overwrite=args.overwrite)
     if args.adb:
-        from tflite import adb
-
-        protocol = cli.protocol_options(args)
-        del protocol["core"]  # on a device AdbBenchmark pins the fastest core itself (reported)
-        runner = adb.AdbBenchmark(
-            binary=args.benchmark_binary,
-            adb=args.adb_path,
-            serial=args.serial,
-            delegate=args.delegate,
-            extra_files=tuple(args.push),
-            log=log,
-            **protocol,
-        )
+        protocol = adb.device_protocol(args)
+        runner = adb.runner(args, log)
         models = []
         for path in args.models:
             log(f"{path}:")

@@ -13,6 +13,12 @@ calibration as `tflite.roofline_latency`) and timed with the Appendix B protocol
 `--num_runs` calls). An architecture's latency is the sum of its rows. The table file (JSON,
 written atomically after every batch, so a killed run keeps what it measured) records the device
 and the input resolution; loading it for another device or resolution is refused.
+With `--adb` every row is timed on an Android phone instead, by LiteRT's `benchmark_model` pushed
+through adb (`tflite.adb`: fastest core, `--num_runs` per mean, median of `--repeats`; `--delegate`
+gpu/hexagon/nnapi), and the table records `android:SERIAL:DELEGATE`:
+
+    python -m experiments.nas.latency_table --space quickstart --table /tmp/pixel6_cpu.json \
+        --adb --serial SERIAL --benchmark_binary ./benchmark_model
 `--validate N` samples N architectures of the space, times each whole network the same way and
 reports the Spearman rank correlation and the mean relative error of the table's sum.
 """
@@ -29,6 +35,7 @@ import time
 from experiments.nas import read_json
 from mobilenetv4 import cli, fileio, search_space, spec_costs, specs
 from mobilenetv4.cli import UserError
+from tflite import adb
 
 FORMAT = 1
 
@@ -230,7 +237,11 @@ def to_tflite(model, precision):
     return export.convert(model, precision)
 
 
-def _benchmark(paths, protocol, log):
+def _benchmark(paths, protocol, log, device_runner=None):
+    """Median-of-means ms per graph: interleaved on this host (appendix_b), or one graph after
+    another on an Android device (`device_runner`: a tflite.adb.AdbBenchmark)."""
+    if device_runner is not None:
+        return [device_runner.run(path)["median_ms"] for path in paths]
     from tflite import benchmark  # pylint: disable=g-import-not-at-top
 
     result = benchmark.appendix_b(paths, log=lambda *_: None, **protocol)
@@ -248,6 +259,7 @@ def measure(
     protocol=None,
     batch=16,
     log=print,
+    device_runner=None,
 ):
     """Measures the rows missing from the table at `output` (created if absent); returns it.
 
@@ -261,6 +273,7 @@ def measure(
       protocol: appendix_b keyword arguments (num_runs, repeats, warmup_runs, num_threads, core).
       batch: rows timed interleaved per appendix_b call.
       log: progress printer.
+      device_runner: a tflite.adb.AdbBenchmark to time the rows on an Android device instead.
     """
     import tf_keras as keras  # pylint: disable=g-import-not-at-top
 
@@ -290,7 +303,7 @@ def measure(
                 path = os.path.join(tmp, f"row{start + i}.tflite")
                 fileio.write_bytes(path, to_tflite(_graph(name, row, shape, classes), precision))
                 paths.append(path)
-            for key, ms in zip(keys, _benchmark(paths, protocol, log)):
+            for key, ms in zip(keys, _benchmark(paths, protocol, log, device_runner)):
                 table["entries"][key] = ms
             fileio.write_json(output, table)
             log(f"measured {start + len(keys)}/{len(missing)} rows ({time.time() - t0:.0f}s)")
@@ -320,7 +333,7 @@ def spearman(a, b):
     return cov / var if var else 0.0
 
 
-def validate(table, archs, *, precision="fp32", protocol=None, log=print):
+def validate(table, archs, *, precision="fp32", protocol=None, log=print, device_runner=None):
     """Times whole architectures and compares with the table's sums.
 
     Args:
@@ -329,6 +342,7 @@ def validate(table, archs, *, precision="fp32", protocol=None, log=print):
       precision: fp32 or int8 (as the table).
       protocol: appendix_b keyword arguments.
       log: progress printer.
+      device_runner: a tflite.adb.AdbBenchmark to time them on an Android device instead.
 
     Returns:
       dict with per-architecture predicted and measured ms, Spearman and mean relative error.
@@ -350,7 +364,7 @@ def validate(table, archs, *, precision="fp32", protocol=None, log=print):
             fileio.write_bytes(path, to_tflite(static, precision))
             paths.append(path)
             predicted.append(cost(arch))
-        measured = _benchmark(paths, dict(protocol or {}), log)
+        measured = _benchmark(paths, dict(protocol or {}), log, device_runner)
     mre = statistics.mean(abs(p - m) / m for p, m in zip(predicted, measured))
     return {
         "samples": len(archs),
@@ -375,23 +389,35 @@ def parse_args(argv=None):
     )
     parser.add_argument("--input_size", type=int, default=None, help="default: the space's")
     parser.add_argument("--classes", type=int, default=10)
-    parser.add_argument("--device", default=None, help="device name recorded (default: this CPU)")
+    parser.add_argument(
+        "--device",
+        default=None,
+        help="device name recorded (default: this CPU, or android:SERIAL:DELEGATE with --adb)",
+    )
     parser.add_argument("--precision", default="fp32", choices=("fp32", "int8"))
     parser.add_argument("--validate", type=int, default=0, help="sampled whole architectures")
     parser.add_argument("--report", default=None, help="JSON file for the --validate result")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --report")
     cli.add_protocol_flags(parser)
-    return parser.parse_args(argv)
+    adb.add_flags(parser)
+    args = parser.parse_args(argv)
+    adb.check_flags(args, parser)
+    return args
 
 
 def main(argv=None):
     args = parse_args(argv)
     space = search_space.get(args.space, args.stage)
     size = args.input_size or space.default_size
-    device = args.device or host_device()
-    protocol = {
-        k: getattr(args, k) for k in ("num_runs", "repeats", "warmup_runs", "num_threads", "core")
-    }
+    if args.adb:  # every row timed on the phone by benchmark_model (tflite.adb)
+        device = args.device or f"android:{args.serial or 'default'}:{args.delegate}"
+        protocol, device_runner = adb.device_protocol(args), adb.runner(args)
+    else:
+        device, protocol, device_runner = (
+            args.device or host_device(),
+            cli.protocol_options(args),
+            None,
+        )
     if args.report:
         fileio.check_outputs([args.report], overwrite=args.overwrite, flag="--report")
     rows = space_rows(space, size, args.classes)
@@ -403,6 +429,7 @@ def main(argv=None):
         device=device,
         precision=args.precision,
         protocol=protocol,
+        device_runner=device_runner,
     )
     if args.validate:
         report = validate(
@@ -410,6 +437,7 @@ def main(argv=None):
             candidate_architectures(space, args.validate, seed=1),
             precision=args.precision,
             protocol=protocol,
+            device_runner=device_runner,
         )
         summary = {k: v for k, v in report.items() if k != "architectures"}
         print(json.dumps(summary, indent=2))

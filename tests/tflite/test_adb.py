@@ -196,3 +196,52 @@ def test_accelerator_flag_errors_are_one_line(capsys):
             cli.run(benchmark.main, args)
         err = capsys.readouterr().err
         assert e.value.code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_nas_latency_table_times_its_rows_on_the_device(fake_adb, tmp_path, monkeypatch):
+    """`experiments.nas.latency_table --adb`: each row's graph is pushed and timed by
+    benchmark_model (5 pinned repeats, median), and the table records the Android device."""
+    from experiments.nas import latency_table
+    from mobilenetv4 import search_space
+
+    adb_path, log = fake_adb
+    monkeypatch.setenv("FAKE_ADB_AVGS", "100,300,200,400,500")  # us; median 0.3 ms per row
+    binary = tmp_path / "benchmark_model"
+    binary.write_bytes(b"\x7fELF")
+    rows = dict(
+        list(latency_table.space_rows(search_space.get("quickstart", "coarse"), 32, 10).items())[:2]
+    )
+    args = latency_table.parse_args(
+        [
+            "--table",
+            str(tmp_path / "t.json"),
+            "--adb",
+            "--adb_path",
+            adb_path,
+            "--serial",
+            "emulator-5554",
+            "--benchmark_binary",
+            str(binary),
+            "--num_runs",
+            "50",
+        ]
+    )
+    device = "android:emulator-5554:cpu"
+    table = latency_table.measure(
+        args.table,
+        rows,
+        input_size=32,
+        classes=10,
+        device=device,
+        protocol=adb.device_protocol(args),
+        device_runner=adb.runner(args, log=lambda *_: None),
+    )
+    assert table["entries"] == {key: pytest.approx(0.3) for key in rows}
+    assert latency_table.load(args.table, input_size=32, device=device)["device"] == device
+    with pytest.raises(cli.UserError, match="device"):
+        latency_table.load(args.table, input_size=32, device=latency_table.host_device())
+    calls = [json.loads(line) for line in log.read_text().splitlines()]
+    pushed = [c[4] for c in calls if c[2] == "push" and c[3].endswith(".tflite")]
+    assert len(pushed) == 2 and all(p.startswith("/data/local/tmp/row") for p in pushed)
+    runs = [c[3] for c in calls if c[2] == "shell" and c[3].startswith("taskset")]
+    assert len(runs) == 10 and all("--num_runs=50" in r.split() for r in runs)
