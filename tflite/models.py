@@ -161,8 +161,7 @@ def _precondition(model, batches, rng, max_rows: int = 4096):
                 v = np.asarray(inputs, np.float32).reshape(-1, inputs.shape[-1])
                 if len(v) > max_rows:  # the cost is rows x channels^2 per layer and batch
                     v = v[rng.choice(len(v), max_rows, replace=False)]
-                n, s, ss = moments.get(id(layer), (0, 0.0, 0.0))
-                moments[id(layer)] = (n + len(v), s + v.sum(0, np.float64), ss + v.T @ v)
+                moments.setdefault(id(layer), _InputMoments(v.shape[1])).add(v)
             return call(inputs, *args, **kwargs)
 
         return wrapped
@@ -182,13 +181,51 @@ def _precondition(model, batches, rng, max_rows: int = 4096):
     for m in layers:
         if id(m) not in moments or m.kernel.shape[-2] < 2:
             continue
-        n, s, ss = moments[id(m)]
-        mean = s / n
-        eigenvalues, vectors = np.linalg.eigh(ss / n - np.outer(mean, mean))
-        eigenvalues = np.maximum(eigenvalues, 1e-12 * eigenvalues.max())
-        p = (vectors * np.sqrt(eigenvalues / eigenvalues.mean())) @ vectors.T
         w = m.kernel.numpy().astype(np.float64)
-        new = np.einsum("ij,...jk->...ik", p, w)
+        rows = np.moveaxis(w, -2, 0).reshape(w.shape[-2], -1)  # (in, spatial x out): one BLAS call
+        new = moments[id(m)].whiten(rows).reshape(w.shape[-2:-1] + w.shape[:-2] + w.shape[-1:])
+        new = np.moveaxis(new, 0, -2)
         norm = lambda a: np.sqrt((a.reshape(-1, a.shape[-1]) ** 2).sum(0))
         new *= norm(w) / np.maximum(norm(new), 1e-30)
         m.kernel.assign(new.astype(np.float32))
+
+
+class _InputMoments:
+    """Mean and covariance of a layer's input channels, accumulated over batches of rows.
+
+    While there are no more rows than channels (deep layers of a small stand-in: 32 images at 64 px
+    leave 128 positions for 2048 channels) the covariance has rank <= rows and its square root
+    comes from the rows' SVD (rows^2 x channels) instead of a channels^3 eigendecomposition."""
+
+    def __init__(self, channels: int):
+        self.channels, self.n, self.total, self.rows, self.gram = channels, 0, 0.0, [], None
+
+    def add(self, v):
+        self.n += len(v)
+        self.total = self.total + v.sum(0, dtype="float64")
+        if self.gram is None and self.n > self.channels:
+            self.gram = sum(r.T @ r for r in self.rows) + 0.0
+            self.rows = None
+        if self.gram is None:
+            self.rows.append(v)
+        else:
+            self.gram = self.gram + v.T @ v
+
+    def whiten(self, w):
+        """(C / mean eigenvalue)^(1/2) @ w; eigenvalues floored at 1e-12 of the largest."""
+        import numpy as np
+
+        mean = self.total / self.n
+        if self.gram is not None:
+            eigenvalues, vectors = np.linalg.eigh(self.gram / self.n - np.outer(mean, mean))
+            eigenvalues = np.maximum(eigenvalues, 1e-12 * eigenvalues.max())
+            scale = np.sqrt(eigenvalues / eigenvalues.mean())
+            return vectors @ (scale[:, None] * (vectors.T @ w))
+        x = np.concatenate(self.rows).astype(np.float64) - mean
+        _, s, vt = np.linalg.svd(x, full_matrices=False)  # covariance = vt.T diag(s^2 / n) vt
+        eigenvalues = s**2 / self.n
+        floor = 1e-12 * eigenvalues.max()
+        eigenvalues = np.maximum(eigenvalues, floor)  # the other channels - rank ones are 0: floor
+        mean_eigenvalue = (eigenvalues.sum() + (self.channels - len(s)) * floor) / self.channels
+        scale, rest = np.sqrt(eigenvalues / mean_eigenvalue), np.sqrt(floor / mean_eigenvalue)
+        return vt.T @ ((scale - rest)[:, None] * (vt @ w)) + rest * w
