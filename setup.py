@@ -16,7 +16,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10,<3.13",
     packages=find_packages(include=["mobilenetv4*", "experiments*", "tflite*"]),
-    package_data={"": ["*.gin", "*.csv"]},
+    package_data={"": ["*.gin", "*.csv"], "mobilenetv4": ["architectures.md"]},
     install_requires=[
         # Model Garden 2.20 pins tensorflow~=2.20.0; tf-keras must match TF's minor version.
         "tensorflow~=2.20.0",

@@ -1,15 +1,16 @@
 """The MobileNetV4 architectures as data, in the paper's vocabulary (Tables 11-15).
 
-Each architecture is its stem and a table of block rows in the columns of the paper's Tables 13-15,
-so that a row can be checked against the paper's by eye:
+Each architecture is its stem, its settings and a table of block rows in the columns of the
+paper's Tables 11-15, kept in `architectures.md` (one Markdown table per architecture, beside this
+file) so that a row can be checked against the paper's by eye:
 
-    block       DW K1  DW K2  expanded dim  output dim  stride
+    block | DW K1 | DW K2 | expanded dim | output dim | stride
 
 ("-" where the paper leaves a cell empty). A stride-2 row opens a stage. Expansion is stored as a
 ratio of the block's input width (expanded dim / input dim), which is what a width multiplier
 scales. Where the paper's tables and the public implementations differ, the rows follow timm and
 Model Garden, which agree with each other block for block and are what published weights and
-parameter counts refer to; the differences are noted beside the tables.
+parameter counts refer to; `architectures.md` states each difference above its table.
 
 Blocks (the rows' values):
   Conv2D(k, c, s)            conv-BN-act
@@ -24,6 +25,7 @@ Blocks (the rows' values):
 
 import dataclasses
 import difflib
+import os
 from typing import Optional, Tuple, Union
 
 
@@ -39,6 +41,8 @@ def uib_kind(start_dw_kernel_size, middle_dw_kernel_size):
 
 @dataclasses.dataclass(frozen=True)
 class Conv2D:
+    """Conv-BN-act: a `kernel` x `kernel` convolution to `filters` channels."""
+
     kernel: int
     filters: int
     stride: int = 1
@@ -47,6 +51,9 @@ class Conv2D:
 
 @dataclasses.dataclass(frozen=True)
 class FusedIB:
+    """A `kernel` x `kernel` expand conv (BN, act) to `expand` x the input channels, then a 1x1
+    project (BN) to `filters`."""
+
     kernel: int
     expand: float
     filters: int
@@ -56,6 +63,9 @@ class FusedIB:
 
 @dataclasses.dataclass(frozen=True)
 class UIB:
+    """Universal Inverted Bottleneck (paper Fig. 4): optional start DW, 1x1 expand, optional
+    middle DW, 1x1 project; `kind` names the instantiation (ExtraDW, IB, ConvNext, FFN)."""
+
     start_dw: int  # 0 = absent
     middle_dw: int  # 0 = absent
     expand: float
@@ -69,6 +79,8 @@ class UIB:
 
 @dataclasses.dataclass(frozen=True)
 class MobileMQA:
+    """Mobile MQA block (paper section 4): `heads` query heads, one shared key and value head."""
+
     heads: int
     key_dim: int
     kv_stride: int = 1
@@ -191,204 +203,50 @@ def _architecture(name, paper_table, *, stem, rows, attention=None, **settings):
     )
 
 
-# Table 11. The paper lists stages 1 and 2 as FusedIB (3x3 expand, 1x1 project); both
-# implementations build them as plain conv-BN-act pairs without a residual, and so do we.
-CONV_SMALL = _architecture(
-    "conv_small",
-    "Table 11",
-    default_size=224,
-    dropout=0.3,
-    stem=Conv2D(3, 32, 2),
-    # block     DW K1 DW K2 exp.  out  stride
-    rows="""
-    Conv2D      -    3x3   -     32   2
-    Conv2D      -    1x1   -     32   1
-    Conv2D      -    3x3   -     96   2
-    Conv2D      -    1x1   -     64   1
-    ExtraDW     5x5  5x5   192   96   2
-    IB          -    3x3   192   96   1
-    IB          -    3x3   192   96   1
-    IB          -    3x3   192   96   1
-    IB          -    3x3   192   96   1
-    ConvNext    3x3  -     384   96   1
-    ExtraDW     3x3  3x3   576   128  2
-    ExtraDW     5x5  5x5   512   128  1
-    IB          -    5x5   512   128  1
-    IB          -    5x5   384   128  1
-    IB          -    3x3   512   128  1
-    IB          -    3x3   512   128  1
-    """,
-)
+def _read_tables(path=os.path.join(os.path.dirname(__file__), "architectures.md")):
+    """{name: ("Table N", its rows, one per line, cells separated by spaces)} from the
+    `## name (Table N)` sections of architectures.md (each table's header and separator skipped)."""
+    tables, name = {}, None
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if line.startswith("## "):
+                name, table = line[3:].strip().rstrip(")").split(" (")
+                tables[name] = table, []
+            elif line.startswith("|") and name and not line.startswith(("| block", "|---")):
+                tables[name][1].append(
+                    " ".join(c.strip() for c in line.strip().strip("|").split("|"))
+                )
+    return {name: (table, "\n".join(rows)) for name, (table, rows) in tables.items()}
 
-# Table 12.
-CONV_MEDIUM = _architecture(
-    "conv_medium",
-    "Table 12",
-    default_size=256,
-    stem=Conv2D(3, 32, 2),
-    # block     DW K1 DW K2 exp.  out  stride
-    rows="""
-    FusedIB     -    3x3   128   48   2
-    ExtraDW     3x3  5x5   192   80   2
-    ExtraDW     3x3  3x3   160   80   1
-    ExtraDW     3x3  5x5   480   160  2
-    ExtraDW     3x3  3x3   640   160  1
-    ExtraDW     3x3  3x3   640   160  1
-    ExtraDW     3x3  5x5   640   160  1
-    ExtraDW     3x3  3x3   640   160  1
-    ConvNext    3x3  -     640   160  1
-    FFN         -    -     320   160  1
-    ConvNext    3x3  -     640   160  1
-    ExtraDW     5x5  5x5   960   256  2
-    ExtraDW     5x5  5x5   1024  256  1
-    ExtraDW     3x3  5x5   1024  256  1
-    ExtraDW     3x3  5x5   1024  256  1
-    FFN         -    -     1024  256  1
-    ConvNext    3x3  -     1024  256  1
-    ExtraDW     3x3  5x5   512   256  1
-    ExtraDW     5x5  5x5   1024  256  1
-    FFN         -    -     1024  256  1
-    FFN         -    -     1024  256  1
-    ConvNext    5x5  -     512   256  1
-    """,
-)
 
-# Table 14. The paper's table has a fourth 3x3/3x3 ExtraDW in stage 3 and three more 5x5
-# ConvNexts in stage 4 (a third in the pair after the first 5x5/3x3 ExtraDW, two more at the end).
-CONV_LARGE = _architecture(
-    "conv_large",
-    "Table 14",
-    default_size=384,
-    stem=Conv2D(3, 24, 2),
-    # block     DW K1 DW K2 exp.  out  stride
-    rows="""
-    FusedIB     -    3x3   96    48   2
-    ExtraDW     3x3  5x5   192   96   2
-    ExtraDW     3x3  3x3   384   96   1
-    ExtraDW     3x3  5x5   384   192  2
-    ExtraDW     3x3  3x3   768   192  1
-    ExtraDW     3x3  3x3   768   192  1
-    ExtraDW     3x3  3x3   768   192  1
-    ExtraDW     3x3  5x5   768   192  1
-    ExtraDW     5x5  3x3   768   192  1
-    ExtraDW     5x5  3x3   768   192  1
-    ExtraDW     5x5  3x3   768   192  1
-    ExtraDW     5x5  3x3   768   192  1
-    ExtraDW     5x5  3x3   768   192  1
-    ConvNext    3x3  -     768   192  1
-    ExtraDW     5x5  5x5   768   512  2
-    ExtraDW     5x5  5x5   2048  512  1
-    ExtraDW     5x5  5x5   2048  512  1
-    ExtraDW     5x5  5x5   2048  512  1
-    ConvNext    5x5  -     2048  512  1
-    ExtraDW     5x5  3x3   2048  512  1
-    ConvNext    5x5  -     2048  512  1
-    ConvNext    5x5  -     2048  512  1
-    ExtraDW     5x5  3x3   2048  512  1
-    ExtraDW     5x5  5x5   2048  512  1
-    ConvNext    5x5  -     2048  512  1
-    ConvNext    5x5  -     2048  512  1
-    ConvNext    5x5  -     2048  512  1
-    """,
-)
+_TABLES = _read_tables()
 
-# Table 13. Mobile MQA: 4 heads of 64; K/V downsampled by 2 in stage 3 (16x16 at 256px). Stage 3
-# has an FFN where the paper's table shows its second ExtraDW, and an ExtraDW where it shows an
-# FFN; stage 4 differs from the paper's table in order and expansions (its FFNs come first).
-HYBRID_MEDIUM = _architecture(
-    "hybrid_medium",
-    "Table 13",
-    default_size=256,
-    stem=Conv2D(3, 32, 2),
-    layer_scale=1e-5,
-    attention={3: MobileMQA(4, 64, kv_stride=2), 4: MobileMQA(4, 64, kv_stride=1)},
-    # block     DW K1 DW K2 exp.  out  stride
-    rows="""
-    FusedIB     -    3x3   128   48   2
-    ExtraDW     3x3  5x5   192   80   2
-    ExtraDW     3x3  3x3   160   80   1
-    ExtraDW     3x3  5x5   480   160  2
-    FFN         -    -     320   160  1
-    ExtraDW     3x3  3x3   640   160  1
-    ExtraDW     3x3  5x5   640   160  1
-    Mobile-MQA  -    -     -     160  1
-    ExtraDW     3x3  3x3   640   160  1
-    Mobile-MQA  -    -     -     160  1
-    ConvNext    3x3  -     640   160  1
-    Mobile-MQA  -    -     -     160  1
-    ExtraDW     3x3  3x3   640   160  1
-    Mobile-MQA  -    -     -     160  1
-    ConvNext    3x3  -     640   160  1
-    ExtraDW     5x5  5x5   960   256  2
-    ExtraDW     5x5  5x5   1024  256  1
-    ExtraDW     3x3  5x5   1024  256  1
-    ExtraDW     3x3  5x5   1024  256  1
-    FFN         -    -     512   256  1
-    ExtraDW     3x3  5x5   512   256  1
-    FFN         -    -     512   256  1
-    FFN         -    -     1024  256  1
-    Mobile-MQA  -    -     -     256  1
-    ConvNext    3x3  -     1024  256  1
-    Mobile-MQA  -    -     -     256  1
-    ExtraDW     5x5  5x5   1024  256  1
-    Mobile-MQA  -    -     -     256  1
-    ConvNext    5x5  -     1024  256  1
-    Mobile-MQA  -    -     -     256  1
-    ConvNext    5x5  -     1024  256  1
-    """,
-)
 
-# Table 15. GELU throughout; Mobile MQA: 8 heads of 48 with K/V stride 2 in stage 3, 8 heads of
-# 64 in stage 4. The paper's table gives stage 3's first row as 768, stride 1 (the resolution
-# halves there; this is Conv-L's row), and in stage 4 one row "ExtraDW 5x5 -" where Conv-L and
-# this table have a 5x5/3x3 and a 5x5/5x5 ExtraDW.
-HYBRID_LARGE = _architecture(
-    "hybrid_large",
-    "Table 15",
-    default_size=384,
-    stem=Conv2D(3, 24, 2),
-    layer_scale=1e-5,
-    activation="gelu",
-    attention={3: MobileMQA(8, 48, kv_stride=2), 4: MobileMQA(8, 64, kv_stride=1)},
-    # block     DW K1 DW K2 exp.  out  stride
-    rows="""
-    FusedIB     -    3x3   96    48   2
-    ExtraDW     3x3  5x5   192   96   2
-    ExtraDW     3x3  3x3   384   96   1
-    ExtraDW     3x3  5x5   384   192  2
-    ExtraDW     3x3  3x3   768   192  1
-    ExtraDW     3x3  3x3   768   192  1
-    ExtraDW     3x3  3x3   768   192  1
-    ExtraDW     3x3  5x5   768   192  1
-    ExtraDW     5x5  3x3   768   192  1
-    ExtraDW     5x5  3x3   768   192  1
-    Mobile-MQA  -    -     -     192  1
-    ExtraDW     5x5  3x3   768   192  1
-    Mobile-MQA  -    -     -     192  1
-    ExtraDW     5x5  3x3   768   192  1
-    Mobile-MQA  -    -     -     192  1
-    ExtraDW     5x5  3x3   768   192  1
-    Mobile-MQA  -    -     -     192  1
-    ConvNext    3x3  -     768   192  1
-    ExtraDW     5x5  5x5   768   512  2
-    ExtraDW     5x5  5x5   2048  512  1
-    ExtraDW     5x5  5x5   2048  512  1
-    ExtraDW     5x5  5x5   2048  512  1
-    ConvNext    5x5  -     2048  512  1
-    ExtraDW     5x5  3x3   2048  512  1
-    ConvNext    5x5  -     2048  512  1
-    ConvNext    5x5  -     2048  512  1
-    ExtraDW     5x5  3x3   2048  512  1
-    ExtraDW     5x5  5x5   2048  512  1
-    Mobile-MQA  -    -     -     512  1
-    ConvNext    5x5  -     2048  512  1
-    Mobile-MQA  -    -     -     512  1
-    ConvNext    5x5  -     2048  512  1
-    Mobile-MQA  -    -     -     512  1
-    ConvNext    5x5  -     2048  512  1
-    Mobile-MQA  -    -     -     512  1
-    ConvNext    5x5  -     2048  512  1
-    """,
+# Each paper architecture's settings; its rows, and where they differ from the paper's tables, are
+# in architectures.md.
+_SETTINGS = {
+    "conv_small": dict(default_size=224, dropout=0.3, stem=Conv2D(3, 32, 2)),
+    "conv_medium": dict(default_size=256, stem=Conv2D(3, 32, 2)),
+    "conv_large": dict(default_size=384, stem=Conv2D(3, 24, 2)),
+    # Mobile MQA: 4 heads of 64; K/V downsampled by 2 in stage 3 (16x16 at 256px).
+    "hybrid_medium": dict(
+        default_size=256,
+        stem=Conv2D(3, 32, 2),
+        layer_scale=1e-5,
+        attention={3: MobileMQA(4, 64, kv_stride=2), 4: MobileMQA(4, 64, kv_stride=1)},
+    ),
+    # GELU throughout; Mobile MQA: 8 heads of 48 with K/V stride 2 in stage 3, 8 of 64 in stage 4.
+    "hybrid_large": dict(
+        default_size=384,
+        stem=Conv2D(3, 24, 2),
+        layer_scale=1e-5,
+        activation="gelu",
+        attention={3: MobileMQA(8, 48, kv_stride=2), 4: MobileMQA(8, 64, kv_stride=1)},
+    ),
+}
+CONV_SMALL, CONV_MEDIUM, CONV_LARGE, HYBRID_MEDIUM, HYBRID_LARGE = (
+    _architecture(name, _TABLES[name][0], rows=_TABLES[name][1], **settings)
+    for name, settings in _SETTINGS.items()
 )
 
 ARCHITECTURES = {

@@ -50,9 +50,9 @@ class MultiQueryAttention2D(ConfigurableMixin, keras.layers.Layer):
       num_heads: query heads.
       key_dim: channels per query / key head.
       value_dim: channels per value head.
+      attention_type: one of ATTENTION_TYPES.
       kv_strides: 1, or 2 to downsample keys and values by a strided depthwise conv + BN.
       kv_dw_kernel_size: kernel of that depthwise conv.
-      attention_type: one of ATTENTION_TYPES.
       padding: "same" or "symmetric" (see ConvBN) for the K/V downsampling.
       bn_momentum: BatchNorm momentum.
       bn_epsilon: BatchNorm epsilon.
@@ -65,9 +65,9 @@ class MultiQueryAttention2D(ConfigurableMixin, keras.layers.Layer):
         num_heads,
         key_dim,
         value_dim,
+        attention_type="mobile_mqa",
         kv_strides=1,
         kv_dw_kernel_size=3,
-        attention_type="mobile_mqa",
         padding="same",
         bn_momentum=0.99,
         bn_epsilon=1e-5,
