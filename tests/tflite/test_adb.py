@@ -165,14 +165,16 @@ def test_adb_flag_combinations_are_one_line_errors(capsys):
         ("cpu", "--use_xnnpack=true"),
     ],
 )
-def test_accelerator_is_passed_to_benchmark_model(accelerator, flag, fake_adb, tmp_path):
-    """`--adb --accelerator X` runs benchmark_model on the device with X's flags (fake adb)."""
+@pytest.mark.parametrize("spelling", ["--accelerator", "--delegate"])
+def test_accelerator_is_passed_to_benchmark_model(accelerator, flag, spelling, fake_adb, tmp_path):
+    """`--adb --accelerator X` (or `--delegate X`) runs benchmark_model on the device with X's
+    flags (fake adb)."""
     adb_path, log = fake_adb
     binary, model, dispatch = (tmp_path / n for n in ("bm", "m.tflite", "libLiteRtDispatch_Qc.so"))
     for f in (binary, model, dispatch):
         f.write_bytes(b"\0\0\0\0TFL3")
     result = benchmark.main(
-        [str(model), "--adb", "--adb_path", adb_path, "--accelerator", accelerator]
+        [str(model), "--adb", "--adb_path", adb_path, spelling, accelerator]
         + ["--benchmark_binary", str(binary), "--repeats", "2", "--push", str(dispatch)]
     )
     calls = [json.loads(line) for line in log.read_text().splitlines()]
