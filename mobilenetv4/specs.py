@@ -39,18 +39,24 @@ def uib_kind(start_dw_kernel_size, middle_dw_kernel_size):
     }[(bool(start_dw_kernel_size), bool(middle_dw_kernel_size))]
 
 
+class _Named:
+    @property
+    def kind(self):
+        """The paper's name of the block: its class name."""
+        return type(self).__name__
+
+
 @dataclasses.dataclass(frozen=True)
-class Conv2D:
+class Conv2D(_Named):
     """Conv-BN-act: a `kernel` x `kernel` convolution to `filters` channels."""
 
     kernel: int
     filters: int
     stride: int = 1
-    kind = "Conv2D"
 
 
 @dataclasses.dataclass(frozen=True)
-class FusedIB:
+class FusedIB(_Named):
     """A `kernel` x `kernel` expand conv (BN, act) to `expand` x the input channels, then a 1x1
     project (BN) to `filters`."""
 
@@ -58,7 +64,6 @@ class FusedIB:
     expand: float
     filters: int
     stride: int = 1
-    kind = "FusedIB"
 
 
 @dataclasses.dataclass(frozen=True)

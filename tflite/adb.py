@@ -80,12 +80,7 @@ def add_flags(parser) -> None:
     )
     a.add_argument("--adb_path", default="adb")
     a.add_argument("--serial", default=None)
-    a.add_argument(
-        "--delegate",
-        default="cpu",
-        choices=list(DELEGATE_FLAGS),
-        help="benchmark_model's delegate (the same as --accelerator with --adb)",
-    )
+    a.add_argument("--delegate", default="cpu", choices=list(DELEGATE_FLAGS))  # = --accelerator
     a.add_argument(
         "--benchmark_binary",
         default="benchmark_model",
