@@ -15,7 +15,9 @@ when the run kept them (what the trainer evaluated), `--raw_weights` the raw one
 
 The exported graph takes pixels in [0, 255], static batch 1. The normalisation is folded into the
 first convolution (kernel / std, the mean into its bias, the image padded with the mean pixel: exact;
-`tflite.fold`), so no op runs over the pixels before it; --no_fold keeps it as SUB/MUL ops in front.
+`tflite.fold`), so no op runs over the pixels before it; --stem_border zero pads with black pixels
+instead (Model Garden's plain graph op for op, not exact on the border); --no_fold keeps the
+normalisation as SUB/MUL ops in front.
 INT8: weights and activations int8, calibrated on --num_calibration images of --calibration;
 --io sets the input/output type. The default int8 input has scale 1 and zero point -128: feed
 pixel - 128 as int8 (the uint8 pixel bytes with the top bit flipped, `pixels ^ 0x80` viewed as int8);
@@ -108,24 +110,51 @@ SAME_NAME_FLAGS = (
 STAND_IN_IMAGES = 64
 LABELLED_HELDOUT = 500  # default held-out images of a labelled source (top-1 resolution 0.2 points)
 UNLABELLED_HELDOUT = 64
+# What the folded stem (`tflite.fold.FoldedStem`) pads the pixels with: "mean" the mean pixel, which
+# is exactly what zero padding of the normalised image is (two CONCATENATIONs of constant strips and
+# a VALID convolution); "zero" black pixels (the SAME convolution itself: the graph is op for op a
+# plain model's on normalised input, but the stem's border outputs differ from the float model's).
+STEM_BORDERS = ("mean", "zero")
+STEM_BORDER_TEXT = {
+    "mean": "mean pixel (exact, two CONCATENATIONs)",
+    "zero": "black pixels (SAME convolution; not exact on the border)",
+}
+# The default for every precision is the exact border: on the trained quickstart model (32 px,
+# where the stem output's padded bottom row and right column are 31 of its 16x16 positions) the
+# black border cost 15-16 dB of INT8 logits SQNR, 2.2-2.8 points of top-1 agreement with the float
+# model and 1.1-1.4 points of held-out top-1, the same in FP32 (docs/tflite.md).
+DEFAULT_STEM_BORDER = "mean"
 
 
-def with_pixel_input(model, preprocessing: str, input_size: tuple[int, int], fold: bool = True):
+def with_pixel_input(
+    model,
+    preprocessing: str,
+    input_size: tuple[int, int],
+    fold: bool = True,
+    stem_border: str = "mean",
+):
     """Static-batch-1 model on [0, 255] pixels: normalisation (mobilenetv4.preprocessing) + `model`.
 
     fold=True (when `model` is ours: its first layer is the ConvBN `stem` on the input) folds the
     normalisation into the stem (`FoldedStem`): no op runs over the pixels before the first
-    convolution. fold=False, or another model, puts a Normalization layer (SUB, MUL) in front."""
+    convolution. fold=False, or another model, puts a Normalization layer (SUB, MUL) in front.
+    stem_border (STEM_BORDERS) is what the folded stem pads the pixels with: "mean" the mean pixel
+    (exact: two CONCATENATIONs of constant strips, then a VALID convolution), "zero" black pixels
+    (the stem's own SAME convolution on the pixels: not exact on the border, the same graph as a
+    plain model on normalised input)."""
     import tf_keras as keras
     from tflite import fold as fold_lib
 
     inputs = keras.Input(shape=(*input_size, 3), batch_size=1, name="pixels")
     mean_std = preprocessing_lib.mean_std_255(preprocessing)
+    if stem_border not in STEM_BORDERS:
+        raise ToolError(f"--stem_border must be one of {', '.join(STEM_BORDERS)}")
     stem = fold_lib.foldable_stem(model) if fold and mean_std is not None else None
     if stem is not None:
         mean, std = (np.array(v, np.float32) for v in mean_std)
         rest = keras.Model(stem.output, model.output, name=f"{model.name}_after_stem")
-        x = fold_lib.FoldedStem(stem, mean, std, name="stem_on_pixels")(inputs)
+        exact = stem_border == "mean"
+        x = fold_lib.FoldedStem(stem, mean, std, exact_border=exact, name="stem_on_pixels")(inputs)
         return keras.Model(inputs, rest(x), name=f"{model.name}_pixels")
     x = inputs
     if mean_std is not None:
@@ -327,6 +356,7 @@ def export(
     overwrite=False,
     edgetpu=False,
     fold_normalization=True,
+    stem_border=None,
     log=print,
 ) -> dict:
     """Builds (or takes) the float model, converts it, analyses the result; returns the report.
@@ -359,6 +389,14 @@ def export(
             "latency-only model pass --calibration random explicitly"
         )
     preprocessing_lib.mean_std_255(preprocessing)  # UserError for an unknown name
+    if stem_border is not None and not fold_normalization:
+        raise ToolError(
+            "--stem_border applies to the normalisation folded into the stem; --no_fold keeps it "
+            "as separate ops (which pad the normalised image with zeros, exactly)"
+        )
+    stem_border = stem_border or DEFAULT_STEM_BORDER
+    if stem_border not in STEM_BORDERS:
+        raise ToolError(f"--stem_border must be one of {', '.join(STEM_BORDERS)}")
     if weights and checkpoint:
         raise ToolError("pass either --weights or --checkpoint, not both")
     outputs = [output, *report_paths(output)] + (list(edgetpu_paths(output)) if edgetpu else [])
@@ -391,7 +429,11 @@ def export(
             weights_path, weights_kind = weights, (record or {}).get("weights") or "unrecorded"
         else:
             weights_path, weights_kind = None, models.STAND_IN
-    model = with_pixel_input(keras_model, preprocessing, input_size, fold=fold_normalization)
+    model = with_pixel_input(
+        keras_model, preprocessing, input_size, fold=fold_normalization, stem_border=stem_border
+    )
+    folded = bool(fold_normalization and fold_lib.foldable_stem(keras_model))
+    folded = folded and preprocessing_lib.mean_std_255(preprocessing) is not None
 
     source = calibration_source or "random"
     if calibration_source is None and trained_on:
@@ -455,13 +497,10 @@ def export(
         "eval_crop_fraction": crop_fraction,
         "weights": weights_kind,
         "weights_path": weights_path,
-        "normalization": (
-            "folded into the stem"
-            if fold_lib.foldable_stem(keras_model) and fold_normalization
-            else "separate ops"
-        )
+        "normalization": ("folded into the stem" if folded else "separate ops")
         if preprocessing_lib.mean_std_255(preprocessing)
         else None,
+        "stem_border": stem_border if folded else None,
         "build_record": build_record.describe(record) if record else None,
         "graph": stats.to_dict(),
         "fidelity": fid,
@@ -469,6 +508,10 @@ def export(
     details = [f"weights: {weights_kind}" + (f" ({weights_path})" if weights_path else "")]
     if record:
         details.append(f"build record: {build_record.describe(record)}")
+    if folded:
+        details.append(
+            f"normalisation folded into the stem; border: {STEM_BORDER_TEXT[stem_border]}"
+        )
     if edgetpu:
         report["edgetpu"] = _compile_edgetpu(output, log)
     title = f"{model_name} {precision.upper()} {input_size[0]}x{input_size[1]} -> {os.path.basename(output)}"
@@ -563,6 +606,15 @@ def parse_args(argv=None):
         "(default with --edgetpu)",
     )
     int8.add_argument("--edgetpu", action="store_true", help="compile with edgetpu_compiler")
+    p.add_argument(
+        "--stem_border",
+        choices=STEM_BORDERS,
+        default=None,
+        help="what the folded stem pads the pixels with: mean (the mean pixel: exact, two "
+        "CONCATENATIONs before the first convolution) or zero (black pixels: the first "
+        "convolution's own SAME padding, the same graph as a plain model on normalised input, "
+        f"not exact on the border) (default {DEFAULT_STEM_BORDER})",
+    )
     p.add_argument(
         "--no_fold",
         action="store_true",
@@ -724,6 +776,7 @@ def main(argv=None):
         calibration_source=args.calibration,
         attention_precision=args.attention_precision or ("int8" if args.edgetpu else "float"),
         fold_normalization=not args.no_fold,
+        stem_border=args.stem_border,
         **{name: getattr(args, name) for name in SAME_NAME_FLAGS},
         **settings,
     )

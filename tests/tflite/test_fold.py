@@ -69,6 +69,23 @@ def test_folded_stem_equals_normalise_then_pad(padding, size, normalization):
     np.testing.assert_allclose(b, a, atol=1e-4 * np.abs(a).max())
 
 
+def test_zero_border_differs_only_on_the_border():
+    """stem_border="zero" pads the pixels with black pixels (SAME on the pixels): the stem's output
+    equals normalise-then-pad inside and differs on the padded bottom row and right column (a
+    stride-2 SAME stem on an even input pads nothing at the top and left)."""
+    size = 32
+    model = tiny_model(size)
+    images = np.random.default_rng(0).uniform(0, 255, (2, size, size, 3)).astype(np.float32)
+    zero = export.with_pixel_input(model, "imagenet", (size, size), stem_border="zero")
+    mean, std = (255 * np.array(v) for v in preprocessing.NORMALIZATIONS["imagenet"])
+    exact = model.get_layer("stem")((images - mean) / std, training=False).numpy()
+    out = zero.get_layer("stem_on_pixels")(images).numpy()
+    tol = 1e-4 * np.abs(exact).max()
+    np.testing.assert_allclose(out[:, :-1, :-1], exact[:, :-1, :-1], atol=tol)
+    assert np.abs(out[:, -1] - exact[:, -1]).max() > 100 * tol
+    assert np.abs(out[:, :, -1] - exact[:, :, -1]).max() > 100 * tol
+
+
 def test_other_models_keep_separate_normalisation():
     """Model Garden's and keras.applications models have no ConvBN stem: SUB/MUL stay in front."""
     import tf_keras as keras
@@ -181,5 +198,61 @@ def test_export_without_weights_uses_stand_in_weights(tmp_path, capsys):
     )
     assert report["weights"].startswith(models.STAND_IN)
     assert report["normalization"] == "folded into the stem"
+    assert report["stem_border"] == "mean"  # the exact border, the default for every precision
     assert "weights: stand-in" in capsys.readouterr().out
     assert report["fidelity"]["sqnr_db"] > 50
+
+
+def _op_sequence(path):
+    """(op, output shape) in execution order: two graphs with the same sequence are the same
+    graph op for op (same kernels, same tensor shapes), whatever their weights."""
+    interp = runtime.load_interpreter(path, xnnpack=False)
+    shapes = {t["index"]: tuple(int(d) for d in t["shape"]) for t in interp.get_tensor_details()}
+    return [(op["op_name"], shapes[op["outputs"][0]]) for op in interp._get_ops_details()]
+
+
+def test_int8_stem_borders_against_model_gardens_plain_graph(tmp_path):
+    """Model Garden's plain INT8 graph of the same architecture (normalised input,
+    TFLITE_BUILTINS_INT8, int8 io: how `tflite.compare_model_garden` builds it) is, op for op, our
+    pixel-input export with --stem_border zero; the default (mean, exact) is that graph plus the
+    two CONCATENATIONs of mean-pixel strips (bottom row, right column) before the first CONV_2D."""
+    size = 32
+    pixels = np.random.default_rng(0).uniform(0, 255, (4, size, size, 3)).astype(np.float32)
+    ours = models.build("conv_small", (size, size, 3))
+    plain = models.build("model_garden:conv_small", (size, size, 3))
+    graphs = {
+        "default": export.with_pixel_input(ours, "imagenet", (size, size)),
+        "zero": export.with_pixel_input(ours, "imagenet", (size, size), stem_border="zero"),
+        "model_garden": export.with_pixel_input(plain, "none", (size, size)),
+    }
+    ops = {}
+    for name, model in graphs.items():
+        normalised = name == "model_garden"
+        cal = (
+            preprocessing.normalize(pixels).numpy()
+            if normalised
+            else export.pin_pixel_range(pixels)
+        )
+        path = str(tmp_path / f"{name}.tflite")
+        with open(path, "wb") as f:
+            f.write(export.convert(model, "int8", "int8", cal))
+        ops[name] = _op_sequence(path)
+    assert export.DEFAULT_STEM_BORDER == "mean"
+    assert ops["zero"] == ops["model_garden"]
+    assert [op for op in ops["default"] if op[0] != "CONCATENATION"] == ops["model_garden"]
+    concats = [(i, shape) for i, (op, shape) in enumerate(ops["default"]) if op == "CONCATENATION"]
+    assert concats == [(0, (1, size + 1, size, 3)), (1, (1, size + 1, size + 1, 3))]
+
+
+def test_stem_border_needs_the_fold(tmp_path, capsys):
+    """--stem_border chooses the folded stem's padding: with --no_fold there is none to choose
+    (the separate ops pad the normalised image with zeros), so it is one error line, exit 2."""
+    argv = ["--model", "conv_small@32", "--fp32", "--output", str(tmp_path / "m.tflite")]
+    with pytest.raises(SystemExit) as e:
+        export.main([*argv, "--no_fold", "--stem_border", "zero"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 2 and err[-1].startswith("error: --stem_border applies"), err
+    assert not list(tmp_path.iterdir())
+    with pytest.raises(SystemExit) as e:
+        export.parse_args([*argv, "--stem_border", "black"])
+    assert e.value.code == 2
