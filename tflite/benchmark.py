@@ -239,7 +239,9 @@ def parse_args(argv=None):
         "--output PATH.json)",
     )
     p.add_argument("--table", metavar="PREFIX", help=argparse.SUPPRESS)  # deprecated
-    p.add_argument(
+    adb.add_flags(p)
+    accelerator = p.add_argument_group("accelerators (LiteRT's CompiledModel on this machine)")
+    accelerator.add_argument(
         "--accelerator",
         default=None,
         help="cpu, gpu or npu: run through LiteRT's CompiledModel on that accelerator, report "
@@ -247,13 +249,12 @@ def parse_args(argv=None):
         "(XNNPACK) run (tflite.accelerators); with --adb: cpu, gpu, npu, hexagon or nnapi, "
         "passed to benchmark_model",
     )
-    p.add_argument(
+    accelerator.add_argument(
         "--check_images",
         default="sklearn_digits",
         help="real images for the --accelerator check (a tflite.calibration source; default "
         "sklearn_digits, offline), or 'none' to skip it",
     )
-    adb.add_flags(p)
     args = p.parse_args(argv)
     if args.accelerator is not None:
         from tflite import accelerators
