@@ -36,6 +36,13 @@ setup(
     extras_require={
         # Intel's OpenVINO plugin for LiteRT's NPU path (AOT compile + dispatch), offline from PyPI.
         "npu": NPU,
-        "dev": ["pytest>=8", "pytest-timeout>=2", "pytest-xdist>=3", "ruff==0.17.5", *NPU],
+        "dev": [
+            "pytest>=8",
+            "pytest-timeout>=2",
+            "pytest-xdist>=3",
+            "ruff==0.17.5",
+            "threadpoolctl>=3",
+            *NPU,
+        ],
     },
 )
