@@ -227,7 +227,7 @@ class Runner:
             raise ToolError(f"images have shape {images.shape[1:]} but the model takes {shape}")
         out = []
         for image in images:
-            self.write(runtime.quantize(image[None], self.input))
+            self.write(runtime.quantize_pixels(image[None], self.input))
             y = np.asarray(self.invoke()).reshape(self.output["shape"])
             out.append(runtime.dequantize(y, self.output)[0])
         return np.stack(out)

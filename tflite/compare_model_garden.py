@@ -141,8 +141,10 @@ def build_variant(variant, name, size, path, num_calibration, log):
         model = export.with_pixel_input(float_model, "none", (size, size))
         io = "int8"
     else:
-        model = export.with_pixel_input(float_model, "imagenet", (size, size))
-        images, io = export.pin_pixel_range(images), "int8"
+        border = export.default_stem_border("int8", "int8")  # what the default export uses
+        model = export.with_pixel_input(float_model, "imagenet", (size, size), stem_border=border)
+        offset = export.input_offset(float_model, "imagenet", border)
+        images, io = export.pin_pixel_range(images, offset), "int8"
     if variant.stand_in:
         models.stand_in_statistics(model, images)
     log(

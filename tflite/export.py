@@ -15,13 +15,17 @@ when the run kept them (what the trainer evaluated), `--raw_weights` the raw one
 
 The exported graph takes pixels in [0, 255], static batch 1. The normalisation is folded into the
 first convolution (kernel / std, the mean into its bias, the image padded with the mean pixel: exact;
-`tflite.fold`), so no op runs over the pixels before it; --stem_border zero pads with black pixels
-instead (Model Garden's plain graph op for op, not exact on the border); --no_fold keeps the
-normalisation as SUB/MUL ops in front.
+`tflite.fold`), so no op runs over the pixels before it. That is the default (--stem_border mean)
+for float input. For INT8 with int8/uint8 io the default is --stem_border zero_point: the graph's
+input means pixel - 114 (scale 1, zero point -14; uint8: 114), so the first convolution's own SAME
+padding pads with its zero point, pixel 114, within 0.18 std of the mean pixel. That graph is op
+for op Model Garden's plain INT8 graph. --stem_border zero pads with black pixels (the same graph,
+not exact on the border); --no_fold keeps the normalisation as SUB/MUL ops in front.
 INT8: weights and activations int8, calibrated on --num_calibration images of --calibration;
---io sets the input/output type. The default int8 input has scale 1 and zero point -128: feed
-pixel - 128 as int8 (the uint8 pixel bytes with the top bit flipped, `pixels ^ 0x80` viewed as int8);
-the int8 logits dequantize with the output's scale and zero point. --io uint8 takes uint8 pixels as
+--io sets the input/output type. With the default int8 input you feed pixel - 128 as int8 (the
+uint8 pixel bytes with the top bit flipped, `pixels ^ 0x80` viewed as int8), whatever the border:
+scale 1, zero point -14 (zero_point border) or -128 (mean, zero). The int8 logits dequantize with
+the output's scale and zero point. --io uint8 takes uint8 pixels as
 they are, at the cost of a uint8 -> int8 QUANTIZE over the image (and int8 -> uint8 at the output)
 that XNNPACK does not run. A model exported without --weights/--checkpoint gets stand-in weights
 (`tflite.models.stand_in_statistics`: random init, layer scale ~1, kernels preconditioned on the
@@ -113,17 +117,63 @@ UNLABELLED_HELDOUT = 64
 # What the folded stem (`tflite.fold.FoldedStem`) pads the pixels with: "mean" the mean pixel, which
 # is exactly what zero padding of the normalised image is (two CONCATENATIONs of constant strips and
 # a VALID convolution); "zero" black pixels (the SAME convolution itself: the graph is op for op a
-# plain model's on normalised input, but the stem's border outputs differ from the float model's).
-STEM_BORDERS = ("mean", "zero")
+# plain model's on normalised input, but the stem's border outputs differ from the float model's);
+# "zero_point" (INT8 with int8/uint8 io only) the pixel c = `pixel_offset(preprocessing)` (114 for
+# ImageNet's mean/std, 128 for Inception's, where it is exact): the converted graph takes pixel - c
+# (input scale 1, zero point c - 128 for int8, c for uint8), so a quantized CONV_2D's SAME padding
+# with the input's zero point pads with pixel c; the stored input bytes are unchanged (int8
+# pixel - 128, i.e. `pixels ^ 0x80`; uint8 the pixels) and the graph is op for op the "zero" one.
+STEM_BORDERS = ("mean", "zero", "zero_point")
 STEM_BORDER_TEXT = {
     "mean": "mean pixel (exact, two CONCATENATIONs)",
     "zero": "black pixels (SAME convolution; not exact on the border)",
+    "zero_point": "the input's zero point, pixel {offset} (SAME convolution; "
+    "border error |mean - {offset}| / std per channel)",
 }
-# The default for every precision is the exact border: on the trained quickstart model (32 px,
-# where the stem output's padded bottom row and right column are 31 of its 16x16 positions) the
-# black border cost 15-16 dB of INT8 logits SQNR, 2.2-2.8 points of top-1 agreement with the float
-# model and 1.1-1.4 points of held-out top-1, the same in FP32 (docs/tflite.md).
+# The default: INT8 with int8/uint8 io pads with the input's zero point (pixel 114 for ImageNet
+# normalisation): the graph is op for op Model Garden's plain INT8 graph (no CONCATENATION), and on
+# the trained quickstart model (32 px, where the stem output's padded bottom row and right column
+# are 31 of its 16x16 positions) it matched the exact border: 100% top-1 agreement with the float
+# model and 31.4-31.7 dB INT8 logits SQNR at 100/300/1000 calibration images (mean: 100%,
+# 31.4-31.8 dB; the graph before folding 99.7-100%, 30.9-31.1 dB; the border alone, in float,
+# 40 dB). Float io and FP16/FP32 keep the exact mean border: a float input has no zero point and
+# a float SAME convolution pads with a black pixel, which cost 15-16 dB and 2.2-2.8 points of
+# top-1 agreement on that model (docs/tflite.md).
 DEFAULT_STEM_BORDER = "mean"
+DEFAULT_INT8_STEM_BORDER = "zero_point"
+DEFAULT_STEM_BORDER_TEXT = {
+    "INT8 with int8/uint8 io": DEFAULT_INT8_STEM_BORDER,
+    "otherwise": DEFAULT_STEM_BORDER,
+}
+
+
+def default_stem_border(precision: str, io: str) -> str:
+    """The --stem_border used when none is given: zero_point where the input has a zero point
+    (INT8 with int8/uint8 io), else mean."""
+    if precision == "int8" and io in ("int8", "uint8"):
+        return DEFAULT_INT8_STEM_BORDER
+    return DEFAULT_STEM_BORDER
+
+
+def pixel_offset(preprocessing: str) -> int:
+    """The whole pixel c closest (least squares in normalised units, per channel) to the
+    normalisation's mean pixel: a `zero_point` border pads with c, off by |mean - c| / std."""
+    mean_std = preprocessing_lib.mean_std_255(preprocessing)
+    if mean_std is None:
+        return 0
+    mean, std = (np.array(v, np.float64) for v in mean_std)
+    weights = 1.0 / std**2
+    return int(np.clip(np.round(np.sum(mean * weights) / np.sum(weights)), 0, 255))
+
+
+def input_offset(model, preprocessing: str, stem_border: str, fold: bool = True) -> int:
+    """c such that `with_pixel_input(model, ...)` takes pixel - c (0 unless the border is
+    zero_point and the normalisation is folded into our stem)."""
+    from tflite import fold as fold_lib
+
+    if stem_border != "zero_point" or not fold or not fold_lib.foldable_stem(model):
+        return 0
+    return pixel_offset(preprocessing)
 
 
 def with_pixel_input(
@@ -141,7 +191,9 @@ def with_pixel_input(
     stem_border (STEM_BORDERS) is what the folded stem pads the pixels with: "mean" the mean pixel
     (exact: two CONCATENATIONs of constant strips, then a VALID convolution), "zero" black pixels
     (the stem's own SAME convolution on the pixels: not exact on the border, the same graph as a
-    plain model on normalised input)."""
+    plain model on normalised input), "zero_point" the same SAME convolution on pixel - c
+    (c = `input_offset`, which the returned model takes instead of pixels: a quantized
+    convolution pads with its input's zero point, real 0, i.e. pixel c)."""
     import tf_keras as keras
     from tflite import fold as fold_lib
 
@@ -154,6 +206,7 @@ def with_pixel_input(
         mean, std = (np.array(v, np.float32) for v in mean_std)
         rest = keras.Model(stem.output, model.output, name=f"{model.name}_after_stem")
         exact = stem_border == "mean"
+        mean = mean - input_offset(model, preprocessing, stem_border)  # the input is pixel - c
         x = fold_lib.FoldedStem(stem, mean, std, exact_border=exact, name="stem_on_pixels")(inputs)
         return keras.Model(inputs, rest(x), name=f"{model.name}_pixels")
     x = inputs
@@ -163,14 +216,15 @@ def with_pixel_input(
     return keras.Model(inputs, model(x), name=f"{model.name}_pixels")  # training flag propagates
 
 
-def pin_pixel_range(images: np.ndarray) -> np.ndarray:
-    """Calibration pixels with one pixel of the first image set to 0 and one to 255, so that the
-    calibrated input range is exactly [0, 255]: an int8 input then has scale 1 and zero point -128
-    (q = pixel - 128, i.e. the uint8 pixel bytes with the top bit flipped)."""
-    images = np.array(images, np.float32, copy=True)
+def pin_pixel_range(images: np.ndarray, offset: int = 0) -> np.ndarray:
+    """Calibration pixels minus `offset` (c, what a zero_point-border model takes), with one pixel
+    of the first image set to 0 - c and one to 255 - c, so that the calibrated input range is
+    exactly [-c, 255 - c]: an int8 input then has scale 1 and zero point c - 128 (q = pixel - 128
+    whatever c, i.e. the uint8 pixel bytes with the top bit flipped; uint8: zero point c, q = pixel)."""
+    images = np.array(images, np.float32, copy=True) - np.float32(offset)
     if len(images):
-        images[0, 0, 0, :] = 0.0
-        images[0, 0, -1, :] = 255.0
+        images[0, 0, 0, :] = -float(offset)
+        images[0, 0, -1, :] = 255.0 - offset
     return images
 
 
@@ -394,9 +448,14 @@ def export(
             "--stem_border applies to the normalisation folded into the stem; --no_fold keeps it "
             "as separate ops (which pad the normalised image with zeros, exactly)"
         )
-    stem_border = stem_border or DEFAULT_STEM_BORDER
+    stem_border = stem_border or default_stem_border(precision, io)
     if stem_border not in STEM_BORDERS:
         raise ToolError(f"--stem_border must be one of {', '.join(STEM_BORDERS)}")
+    if stem_border == "zero_point" and (precision != "int8" or io == "float"):
+        raise ToolError(
+            "--stem_border zero_point pads with the int8/uint8 input's zero point: it needs "
+            "--int8 with --io int8 or uint8 (a float input has no zero point)"
+        )
     if weights and checkpoint:
         raise ToolError("pass either --weights or --checkpoint, not both")
     outputs = [output, *report_paths(output)] + (list(edgetpu_paths(output)) if edgetpu else [])
@@ -434,6 +493,7 @@ def export(
     )
     folded = bool(fold_normalization and fold_lib.foldable_stem(keras_model))
     folded = folded and preprocessing_lib.mean_std_255(preprocessing) is not None
+    offset = input_offset(keras_model, preprocessing, stem_border, fold_normalization)
 
     source = calibration_source or "random"
     if calibration_source is None and trained_on:
@@ -459,15 +519,17 @@ def export(
         tfds_data_dir=tfds_data_dir,
         log=log,
     )
-    if stand_in:
-        models.stand_in_statistics(model, images.calibration)
+    if stand_in:  # on what `model` takes: pixel - offset
+        models.stand_in_statistics(model, images.calibration - np.float32(offset))
         weights_kind = models.stand_in_label(len(images.calibration), source)
     log(f"weights: {weights_kind}" + (f" ({weights_path})" if weights_path else ""))
     log(
         f"converting {model_name} to {precision.upper()} (io {io}) at {input_size[0]}x{input_size[1]} ..."
     )
-    representative = pin_pixel_range(images.calibration) if precision == "int8" else None
+    representative = pin_pixel_range(images.calibration, offset) if precision == "int8" else None
     data = convert(model, precision, io, representative, attention_precision=attention_precision)
+    if offset:
+        check_input_offset(data, offset)
     # the reference is the float network as built, normalisation as separate ops (not folded)
     reference = with_pixel_input(keras_model, preprocessing, input_size, fold=False)
     keras_logits = reference.predict(images.heldout, batch_size=16, verbose=0)
@@ -501,6 +563,8 @@ def export(
         if preprocessing_lib.mean_std_255(preprocessing)
         else None,
         "stem_border": stem_border if folded else None,
+        "input_offset": offset,
+        "feed": feed_text(io, offset),
         "build_record": build_record.describe(record) if record else None,
         "graph": stats.to_dict(),
         "fidelity": fid,
@@ -510,8 +574,10 @@ def export(
         details.append(f"build record: {build_record.describe(record)}")
     if folded:
         details.append(
-            f"normalisation folded into the stem; border: {STEM_BORDER_TEXT[stem_border]}"
+            "normalisation folded into the stem; border: "
+            + STEM_BORDER_TEXT[stem_border].format(offset=offset)
         )
+    details.append(f"input: {feed_text(io, offset)}")
     if edgetpu:
         report["edgetpu"] = _compile_edgetpu(output, log)
     title = f"{model_name} {precision.upper()} {input_size[0]}x{input_size[1]} -> {os.path.basename(output)}"
@@ -522,6 +588,35 @@ def export(
     log(md)
     log(f"report saved to {md_path} and {json_path}")
     return report
+
+
+def feed_text(io: str, offset: int) -> str:
+    """What a caller feeds the exported model."""
+    means = f"pixel - {offset}" if offset else "pixel"
+    if io == "int8":
+        return (
+            f"int8 pixel - 128 (the uint8 pixels ^ 0x80 viewed as int8; scale 1, zero point "
+            f"{offset - 128}: the real input is {means})"
+        )
+    if io == "uint8":
+        return f"uint8 pixels (scale 1, zero point {offset}: the real input is {means})"
+    return "float pixels in [0, 255]"
+
+
+def check_input_offset(data: bytes, offset: int) -> None:
+    """A zero_point-border export must take the pixel bytes (scale 1, zero point c - 128 for int8,
+    c for uint8); anything else would make callers (and `tflite.runtime`) feed the wrong values."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    (inp,) = Interpreter(model_content=data).get_input_details()
+    scale, zero = inp["quantization"]
+    expected = offset + int(np.iinfo(inp["dtype"]).min)
+    if abs(scale - 1.0) > 1e-6 or zero != expected:
+        raise ToolError(
+            f"the converter gave the input scale {scale} and zero point {zero}, not 1 and "
+            f"{expected}: the zero_point border needs the calibrated range [-{offset}, "
+            f"{255 - offset}]; export with --stem_border mean"
+        )
 
 
 def _compile_edgetpu(output, log):
@@ -593,8 +688,9 @@ def parse_args(argv=None):
         "--io",
         choices=IO_TYPES,
         default=None,
-        help="INT8 input/output type (default int8: scale 1, zero point -128, feed "
-        "pixel - 128; uint8 adds QUANTIZE ops outside XNNPACK)",
+        help="INT8 input/output type (default int8: feed pixel - 128, i.e. pixels ^ 0x80; "
+        "scale 1, zero point -14 with the default zero_point border, -128 with mean/zero; "
+        "uint8 adds QUANTIZE ops outside XNNPACK)",
     )
     int8.add_argument(
         "--attention_precision",
@@ -611,9 +707,14 @@ def parse_args(argv=None):
         choices=STEM_BORDERS,
         default=None,
         help="what the folded stem pads the pixels with: mean (the mean pixel: exact, two "
-        "CONCATENATIONs before the first convolution) or zero (black pixels: the first "
+        "CONCATENATIONs before the first convolution), zero (black pixels: the first "
         "convolution's own SAME padding, the same graph as a plain model on normalised input, "
-        f"not exact on the border) (default {DEFAULT_STEM_BORDER})",
+        "not exact on the border) or zero_point (INT8 with int8/uint8 io: the same graph, the "
+        "input's zero point set to pixel 114 for ImageNet normalisation, so the SAME padding "
+        "pads with pixel 114, within 0.18 std of the mean pixel; the input bytes are unchanged: "
+        "int8 pixels ^ 0x80, uint8 pixels) (default: "
+        + ", ".join(f"{k} {v}" for k, v in DEFAULT_STEM_BORDER_TEXT.items())
+        + ")",
     )
     p.add_argument(
         "--no_fold",

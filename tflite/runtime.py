@@ -1,7 +1,8 @@
 """LiteRT interpreter helpers: load a .tflite with clear errors, run it on float pixel images.
 
 Exported models take pixels in [0, 255] (the exporter folds normalisation into the graph), so
-callers always pass float pixels; quantized inputs/outputs are (de)quantized here.
+callers always pass float pixels; quantized inputs/outputs are (de)quantized here (an integer input
+with scale 1 takes the pixel bytes: `quantize_pixels`).
 """
 
 import os
@@ -62,6 +63,19 @@ def quantize(x: np.ndarray, detail: dict) -> np.ndarray:
     return np.clip(np.round(x / scale + zero), info.min, info.max).astype(dtype)
 
 
+def quantize_pixels(x: np.ndarray, detail: dict) -> np.ndarray:
+    """Float pixels in [0, 255] -> an exported model's input. An integer input with scale 1 is a
+    pixel input and takes the pixel bytes as its dtype: int8 pixel - 128 (`pixels ^ 0x80`), uint8
+    the pixels, whatever its zero point (`tflite.export --stem_border zero_point` sets the zero point
+    to c - 128 (c for uint8), so the real input is pixel - c); any other input is `quantize`d."""
+    dtype = detail["dtype"]
+    scale, _ = detail["quantization"]
+    if np.issubdtype(dtype, np.integer) and abs(scale - 1.0) < 1e-6:
+        info = np.iinfo(dtype)
+        return np.clip(np.round(x) + info.min, info.min, info.max).astype(dtype)
+    return quantize(x, detail)
+
+
 def dequantize(y: np.ndarray, detail: dict) -> np.ndarray:
     if np.issubdtype(y.dtype, np.floating):
         return y.astype(np.float32)
@@ -78,7 +92,7 @@ def run(interp: Interpreter, images: np.ndarray) -> np.ndarray:
         raise ToolError(f"images have shape {images.shape[1:]} but the model takes {expected}")
     results = []
     for image in images:
-        interp.set_tensor(inp["index"], quantize(image[None], inp))
+        interp.set_tensor(inp["index"], quantize_pixels(image[None], inp))
         interp.invoke()
         results.append(dequantize(interp.get_tensor(out["index"]), out)[0])
     return np.stack(results)

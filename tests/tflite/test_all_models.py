@@ -61,8 +61,11 @@ def test_export_matches_keras(reports, name):
         if precision == "fp32":
             assert fid["top1_agreement"] == 1.0, lines[-1]
         if precision == "int8":
-            # the default io: int8 pixels - 128 in (scale 1, zero point -128), int8 logits out
+            # the default io: int8 pixels - 128 in (scale 1; zero point 114 - 128 = -14, the
+            # default zero_point border: the real input is pixel - 114), int8 logits out
             assert graph["input"]["dtype"] == "int8" and graph["output"]["dtype"] == "int8"
-            assert graph["input"]["zero_point"] == -128
+            assert graph["input"]["zero_point"] == -14 and graph["input"]["scale"] == 1.0
+            assert report["input_offset"] == 114 and report["stem_border"] == "zero_point"
+            assert "CONCATENATION" not in graph["op_histogram"], lines[-1]
             if name.startswith("hybrid"):
                 assert graph["delegate_partitions"] <= 2, lines[-1]

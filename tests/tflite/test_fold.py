@@ -86,6 +86,82 @@ def test_zero_border_differs_only_on_the_border():
     assert np.abs(out[:, :, -1] - exact[:, :, -1]).max() > 100 * tol
 
 
+def test_zero_point_border_takes_pixels_minus_the_offset():
+    """stem_border="zero_point": the model takes pixel - c (c = 114 for ImageNet, the whole pixel
+    nearest the mean in normalised units; 128 for Inception, exact) and pads that with zeros, i.e.
+    the pixels with pixel c: the stem's output equals normalise-then-pad inside, and on the border
+    it is much closer than the black border's."""
+    assert export.pixel_offset("imagenet") == 114 and export.pixel_offset("inception") == 128
+    assert export.pixel_offset("none") == 0
+    size = 32
+    model = tiny_model(size)
+    images = np.random.default_rng(0).uniform(0, 255, (2, size, size, 3)).astype(np.float32)
+    assert export.input_offset(model, "imagenet", "zero_point") == 114
+    assert export.input_offset(model, "imagenet", "mean") == 0
+    mean, std = (255 * np.array(v) for v in preprocessing.NORMALIZATIONS["imagenet"])
+    exact = model.get_layer("stem")((images - mean) / std, training=False).numpy()
+    tol = 1e-4 * np.abs(exact).max()
+    out = {}
+    for border, offset in (("zero_point", 114), ("zero", 0)):
+        wrapped = export.with_pixel_input(model, "imagenet", (size, size), stem_border=border)
+        out[border] = wrapped.get_layer("stem_on_pixels")(images - offset).numpy()
+        np.testing.assert_allclose(out[border][:, :-1, :-1], exact[:, :-1, :-1], atol=tol)
+    err = {k: np.abs(v - exact).max() for k, v in out.items()}
+    assert 100 * tol < err["zero_point"] < err["zero"] / 5, err
+    # the calibration range pinned to [-c, 255 - c]: scale 1, zero point c - 128
+    cal = export.pin_pixel_range(images, 114)
+    assert cal.min() == -114 and cal.max() == 255 - 114
+    np.testing.assert_array_equal(cal[1], images[1] - 114)
+
+
+def test_zero_point_int8_export_agrees_with_the_mean_border_on_digits(tmp_path):
+    """INT8 (int8 io) exports of the same network with the mean and the zero_point border, run by
+    `tflite.runtime.run` on held-out scikit-learn digits (float pixels): close logits, the
+    zero_point graph has no CONCATENATION and an input of scale 1, zero point 114 - 128, and the
+    pixel bytes ^ 0x80 fed directly give what `runtime.run` gives."""
+    size = 32
+    images = calibration.load(
+        "sklearn_digits", (size, size), 64, 64, num_classes=10, log=lambda *_: None
+    )
+    model = tiny_model(size)
+    separate = export.with_pixel_input(model, "imagenet", (size, size), fold=False)
+    models.stand_in_statistics(separate, images.calibration)
+    keras_logits = separate.predict(images.heldout, verbose=0)
+    logits, stats = {}, {}
+    for border in ("mean", "zero_point"):
+        wrapped = export.with_pixel_input(model, "imagenet", (size, size), stem_border=border)
+        offset = export.input_offset(model, "imagenet", border)
+        data = export.convert(
+            wrapped, "int8", "int8", export.pin_pixel_range(images.calibration, offset)
+        )
+        if offset:
+            export.check_input_offset(data, offset)
+        path = str(tmp_path / f"{border}.tflite")
+        with open(path, "wb") as f:
+            f.write(data)
+        stats[border] = analysis.graph_stats(path)
+        logits[border] = runtime.run(runtime.load_interpreter(path), images.heldout)
+    g = stats["zero_point"]
+    assert g.input["dtype"] == "int8" and g.input["zero_point"] == 114 - 128
+    assert g.input["scale"] == pytest.approx(1.0, abs=1e-6)
+    assert "CONCATENATION" not in g.op_histogram and "CONCATENATION" in stats["mean"].op_histogram
+    sqnr = {k: analysis.sqnr_db(keras_logits, v) for k, v in logits.items()}
+    assert sqnr["zero_point"] > sqnr["mean"] - 3 and sqnr["zero_point"] > 15, sqnr
+    assert analysis.sqnr_db(logits["mean"], logits["zero_point"]) > 15, sqnr
+    # what a caller feeds: the uint8 pixel bytes with the top bit flipped, viewed as int8
+    interp = runtime.load_interpreter(str(tmp_path / "zero_point.tflite"))
+    pixels = np.round(images.heldout[:4]).astype(np.uint8)
+    out = interp.get_output_details()[0]
+    raw = []
+    for image in pixels:
+        interp.set_tensor(
+            interp.get_input_details()[0]["index"], (image[None] ^ 0x80).view(np.int8)
+        )
+        interp.invoke()
+        raw.append(runtime.dequantize(interp.get_tensor(out["index"]), out)[0])
+    np.testing.assert_allclose(raw, runtime.run(interp, pixels.astype(np.float32)), atol=1e-6)
+
+
 def test_other_models_keep_separate_normalisation():
     """Model Garden's and keras.applications models have no ConvBN stem: SUB/MUL stay in front."""
     import tf_keras as keras
@@ -198,7 +274,8 @@ def test_export_without_weights_uses_stand_in_weights(tmp_path, capsys):
     )
     assert report["weights"].startswith(models.STAND_IN)
     assert report["normalization"] == "folded into the stem"
-    assert report["stem_border"] == "mean"  # the exact border, the default for every precision
+    assert report["stem_border"] == "mean"  # the exact border, the float exports' default
+    assert report["input_offset"] == 0 and report["feed"] == "float pixels in [0, 255]"
     assert "weights: stand-in" in capsys.readouterr().out
     assert report["fidelity"]["sqnr_db"] > 50
 
@@ -214,8 +291,9 @@ def _op_sequence(path):
 def test_int8_stem_borders_against_model_gardens_plain_graph(tmp_path):
     """Model Garden's plain INT8 graph of the same architecture (normalised input,
     TFLITE_BUILTINS_INT8, int8 io: how `tflite.compare_model_garden` builds it) is, op for op, our
-    pixel-input export with --stem_border zero; the default (mean, exact) is that graph plus the
-    two CONCATENATIONs of mean-pixel strips (bottom row, right column) before the first CONV_2D."""
+    pixel-input export with --stem_border zero and with --stem_border zero_point (the same graph on
+    pixel - 114, input zero point -14); the mean border (exact) is that graph plus the two
+    CONCATENATIONs of mean-pixel strips (bottom row, right column) before the first CONV_2D."""
     size = 32
     pixels = np.random.default_rng(0).uniform(0, 255, (4, size, size, 3)).astype(np.float32)
     ours = models.build("conv_small", (size, size, 3))
@@ -223,6 +301,9 @@ def test_int8_stem_borders_against_model_gardens_plain_graph(tmp_path):
     graphs = {
         "default": export.with_pixel_input(ours, "imagenet", (size, size)),
         "zero": export.with_pixel_input(ours, "imagenet", (size, size), stem_border="zero"),
+        "zero_point": export.with_pixel_input(
+            ours, "imagenet", (size, size), stem_border="zero_point"
+        ),
         "model_garden": export.with_pixel_input(plain, "none", (size, size)),
     }
     ops = {}
@@ -231,14 +312,18 @@ def test_int8_stem_borders_against_model_gardens_plain_graph(tmp_path):
         cal = (
             preprocessing.normalize(pixels).numpy()
             if normalised
-            else export.pin_pixel_range(pixels)
+            else export.pin_pixel_range(pixels, 114 if name == "zero_point" else 0)
         )
         path = str(tmp_path / f"{name}.tflite")
         with open(path, "wb") as f:
             f.write(export.convert(model, "int8", "int8", cal))
         ops[name] = _op_sequence(path)
-    assert export.DEFAULT_STEM_BORDER == "mean"
+    assert export.default_stem_border("int8", "int8") == "zero_point"  # Model Garden's graph
+    assert export.default_stem_border("int8", "uint8") == "zero_point"
+    assert export.default_stem_border("int8", "float") == "mean"
+    assert export.default_stem_border("fp32", "float") == "mean"
     assert ops["zero"] == ops["model_garden"]
+    assert ops["zero_point"] == ops["model_garden"]
     assert [op for op in ops["default"] if op[0] != "CONCATENATION"] == ops["model_garden"]
     concats = [(i, shape) for i, (op, shape) in enumerate(ops["default"]) if op == "CONCATENATION"]
     assert concats == [(0, (1, size + 1, size, 3)), (1, (1, size + 1, size + 1, 3))]
@@ -256,3 +341,11 @@ def test_stem_border_needs_the_fold(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         export.parse_args([*argv, "--stem_border", "black"])
     assert e.value.code == 2
+    # zero_point pads with the input's zero point: a float input has none
+    for extra in ([], ["--int8", "--io", "float"]):
+        args = [a for a in argv if not extra or a != "--fp32"] + extra
+        with pytest.raises(SystemExit) as e:
+            export.main([*args, "--calibration", "random", "--stem_border", "zero_point"])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert e.value.code == 2 and "zero_point" in err[-1] and "--io int8" in err[-1], err
+    assert not list(tmp_path.iterdir())
