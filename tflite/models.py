@@ -97,7 +97,9 @@ def stand_in_statistics(
       directions, where the signal is, and ignore the rest, where rounding noise spreads evenly.
       So every pointwise or full convolution and dense kernel is preconditioned with its input's
       covariance C (measured on `images`): W <- (C / mean eigenvalue)^(1/2) W, each output channel
-      keeping its norm, then BN statistics are re-estimated; `precondition_steps` rounds (0: off).
+      keeping its variance on the input (its scale, where no BatchNorm follows: the attention
+      projections; the classifier keeps its norm), then BN statistics are re-estimated;
+      `precondition_steps` rounds (0: off).
     Every BatchNorm's moving statistics are re-estimated in training mode over all of `images`
     (batches of `batch_size`, cumulative average; only the first `num_batches` when given), so
     activations are O(1) everywhere. `images` are the model's own inputs (pixels for a pixel-input
@@ -142,7 +144,7 @@ def _reestimate(model, bns, batches):
 def _precondition(model, batches, rng, max_rows: int = 4096):
     """W <- (C / mean eigenvalue)^(1/2) W for every dense and non-depthwise conv kernel, C the
     covariance of its input channels over `batches` (at most `max_rows` positions per batch),
-    each output channel keeping its norm."""
+    each output channel keeping its variance on that input (a Dense: its norm)."""
     import numpy as np
     import tensorflow as tf
     import tf_keras as keras
@@ -185,8 +187,28 @@ def _precondition(model, batches, rng, max_rows: int = 4096):
         rows = np.moveaxis(w, -2, 0).reshape(w.shape[-2], -1)  # (in, spatial x out): one BLAS call
         new = moments[id(m)].whiten(rows).reshape(w.shape[-2:-1] + w.shape[:-2] + w.shape[-1:])
         new = np.moveaxis(new, 0, -2)
+        # Each output channel keeps its variance on the input (w^T C w, summed over a kernel's
+        # taps), not its norm. Under a BatchNorm the two are the same up to epsilon, but the
+        # attention projections (query, key, value, output) have none: keeping
+        # the norm grew their outputs by sqrt(mean eig^2) / mean eig, ~5x each in hybrid_medium
+        # at 128 px, so the attention logits had std 3-35 (mostly saturated softmax, where a
+        # rounding error in Q or K moves the weight to another key; now 0.6-1.2) and the first
+        # attention block multiplied the residual stream's rms by 16 (the UIBs after it then fell
+        # below its int8 step): INT8 vs float Keras 10.5 -> 16.9 dB (docs/tflite.md).
+        moments_ = moments[id(m)]
+        old_var = moments_.channel_variance(rows).reshape(w.shape[:-2] + w.shape[-1:])
+        new_rows = np.moveaxis(new, -2, 0).reshape(rows.shape)
+        new_var = moments_.channel_variance(new_rows).reshape(old_var.shape)
+        per_out = lambda v: v.reshape(-1, v.shape[-1]).sum(0)
+        old_var, new_var = per_out(old_var), per_out(new_var)
         norm = lambda a: np.sqrt((a.reshape(-1, a.shape[-1]) ** 2).sum(0))
-        new *= norm(w) / np.maximum(norm(new), 1e-30)
+        by_norm = norm(w) / np.maximum(norm(new), 1e-30)  # a channel reading a dead input
+        # The classifier (a Dense, ours and Model Garden's) keeps its norm, as before: nothing
+        # quantized reads the logits, and the variance rule re-weights the classes (conv_large at
+        # 128 px, seed 0: INT8 vs float Keras logits 30.1 -> 24.0 dB, the classifier being the
+        # only layer the rule changes in a conv model).
+        usable = (old_var > 0) & (new_var > 0) & (not isinstance(m, keras.layers.Dense))
+        new *= np.where(usable, np.sqrt(old_var / np.where(usable, new_var, 1.0)), by_norm)
         m.kernel.assign(new.astype(np.float32))
 
 
@@ -210,6 +232,17 @@ class _InputMoments:
             self.rows.append(v)
         else:
             self.gram = self.gram + v.T @ v
+
+    def channel_variance(self, w):
+        """diag(w^T C w): the variance of each column of w applied to the inputs."""
+        import numpy as np
+
+        mean = self.total / self.n
+        if self.gram is not None:
+            cov = self.gram / self.n - np.outer(mean, mean)
+            return np.einsum("ij,ij->j", w, cov @ w)
+        x = np.concatenate(self.rows).astype(np.float64) - mean
+        return ((x @ w) ** 2).sum(0) / self.n
 
     def whiten(self, w):
         """(C / mean eigenvalue)^(1/2) @ w; eigenvalues floored at 1e-12 of the largest."""
