@@ -30,6 +30,7 @@ setup(
         "numpy>=1.26",
         "scipy>=1.10",
         "scikit-learn>=1.3",
+        "threadpoolctl>=3",  # one BLAS thread for the stand-in statistics (tflite.models)
         "matplotlib>=3.7",
         "pillow>=10",
     ],
@@ -41,7 +42,6 @@ setup(
             "pytest-timeout>=2",
             "pytest-xdist>=3",
             "ruff==0.17.5",
-            "threadpoolctl>=3",
             *NPU,
         ],
     },
