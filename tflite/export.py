@@ -448,7 +448,7 @@ def export(
             "--stem_border applies to the normalisation folded into the stem; --no_fold keeps it "
             "as separate ops (which pad the normalised image with zeros, exactly)"
         )
-    stem_border = stem_border or default_stem_border(precision, io)
+    requested_border, stem_border = stem_border, stem_border or default_stem_border(precision, io)
     if stem_border not in STEM_BORDERS:
         raise ToolError(f"--stem_border must be one of {', '.join(STEM_BORDERS)}")
     if stem_border == "zero_point" and (precision != "int8" or io == "float"):
@@ -493,6 +493,12 @@ def export(
     )
     folded = bool(fold_normalization and fold_lib.foldable_stem(keras_model))
     folded = folded and preprocessing_lib.mean_std_255(preprocessing) is not None
+    if requested_border and not folded:  # nothing would use it: say so rather than ignore it
+        raise ToolError(
+            f"--stem_border applies to the normalisation folded into our models' stem; "
+            f"{model_name} with --preprocessing {preprocessing} has none to fold (model_garden: "
+            "and keras: models keep separate normalisation ops; 'none' has no normalisation)"
+        )
     offset = input_offset(keras_model, preprocessing, stem_border, fold_normalization)
 
     source = calibration_source or "random"

@@ -349,3 +349,15 @@ def test_stem_border_needs_the_fold(tmp_path, capsys):
         err = capsys.readouterr().err.strip().splitlines()
         assert e.value.code == 2 and "zero_point" in err[-1] and "--io int8" in err[-1], err
     assert not list(tmp_path.iterdir())
+    # a model without a stem to fold into (or without normalisation) refuses it rather than ignore it
+    for args in (
+        ["--model", "model_garden:conv_small@32", "--classes", "10"],
+        ["--model", "conv_small@32", "--preprocessing", "none"],
+    ):
+        with pytest.raises(SystemExit) as e:
+            export.main(
+                [*args, "--fp32", "--output", str(tmp_path / "m.tflite"), "--stem_border", "mean"]
+            )
+        err = capsys.readouterr().err.strip().splitlines()
+        assert e.value.code == 2 and "has none to fold" in err[-1], err
+    assert not list(tmp_path.iterdir())
