@@ -166,12 +166,20 @@ def pixel_offset(preprocessing: str) -> int:
     return int(np.clip(np.round(np.sum(mean * weights) / np.sum(weights)), 0, 255))
 
 
+def folded_stem(model, preprocessing: str, fold: bool = True):
+    """The stem `with_pixel_input` folds the normalisation into (our model's, with a normalisation
+    to fold and fold=True), else None."""
+    from tflite import fold as fold_lib
+
+    if not fold or preprocessing_lib.mean_std_255(preprocessing) is None:
+        return None
+    return fold_lib.foldable_stem(model)
+
+
 def input_offset(model, preprocessing: str, stem_border: str, fold: bool = True) -> int:
     """c such that `with_pixel_input(model, ...)` takes pixel - c (0 unless the border is
     zero_point and the normalisation is folded into our stem)."""
-    from tflite import fold as fold_lib
-
-    if stem_border != "zero_point" or not fold or not fold_lib.foldable_stem(model):
+    if stem_border != "zero_point" or folded_stem(model, preprocessing, fold) is None:
         return 0
     return pixel_offset(preprocessing)
 
@@ -181,7 +189,7 @@ def with_pixel_input(
     preprocessing: str,
     input_size: tuple[int, int],
     fold: bool = True,
-    stem_border: str = "mean",
+    stem_border: str = DEFAULT_STEM_BORDER,
 ):
     """Static-batch-1 model on [0, 255] pixels: normalisation (mobilenetv4.preprocessing) + `model`.
 
@@ -201,7 +209,7 @@ def with_pixel_input(
     mean_std = preprocessing_lib.mean_std_255(preprocessing)
     if stem_border not in STEM_BORDERS:
         raise ToolError(f"--stem_border must be one of {', '.join(STEM_BORDERS)}")
-    stem = fold_lib.foldable_stem(model) if fold and mean_std is not None else None
+    stem = folded_stem(model, preprocessing, fold)
     if stem is not None:
         mean, std = (np.array(v, np.float32) for v in mean_std)
         rest = keras.Model(stem.output, model.output, name=f"{model.name}_after_stem")
@@ -419,7 +427,6 @@ def export(
     training data); the caller has already merged it into the other arguments (see `main`).
     The .tflite, its reports and the EdgeTPU outputs are written atomically (fileio); existing
     ones are refused unless `overwrite`, and none may be an input of this export."""
-    from tflite import fold as fold_lib
     from tflite import models
 
     io = io or ("int8" if precision == "int8" else "float")
@@ -491,8 +498,7 @@ def export(
     model = with_pixel_input(
         keras_model, preprocessing, input_size, fold=fold_normalization, stem_border=stem_border
     )
-    folded = bool(fold_normalization and fold_lib.foldable_stem(keras_model))
-    folded = folded and preprocessing_lib.mean_std_255(preprocessing) is not None
+    folded = folded_stem(keras_model, preprocessing, fold_normalization) is not None
     if requested_border and not folded:  # nothing would use it: say so rather than ignore it
         raise ToolError(
             f"--stem_border applies to the normalisation folded into our models' stem; "

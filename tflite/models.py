@@ -11,6 +11,8 @@ latency measurement and the comparisons: the tools' side of the one resolver,
 Without @H[xW] a MobileNetV4 gets its `Architecture.default_size` (Model Garden's the same as ours).
 """
 
+import functools
+
 from mobilenetv4.cli import UserError
 from mobilenetv4.roofline.zoo import MODEL_GARDEN_IDS, ModelSpec, parse_list, resolve  # noqa: F401
 
@@ -189,7 +191,8 @@ def _precondition(model, batches, rng, max_rows: int = 4096):
             continue
         w = m.kernel.numpy().astype(np.float64)
         rows = np.moveaxis(w, -2, 0).reshape(w.shape[-2], -1)  # (in, spatial x out): one BLAS call
-        new = moments[id(m)].whiten(rows).reshape(w.shape[-2:-1] + w.shape[:-2] + w.shape[-1:])
+        stats = moments[id(m)]
+        new = stats.whiten(rows).reshape(w.shape[-2:-1] + w.shape[:-2] + w.shape[-1:])
         new = np.moveaxis(new, 0, -2)
         # Each output channel keeps its variance on the input (w^T C w, summed over a kernel's
         # taps), not its norm. Under a BatchNorm the two are the same up to epsilon, but the
@@ -199,10 +202,9 @@ def _precondition(model, batches, rng, max_rows: int = 4096):
         # rounding error in Q or K moves the weight to another key; now 0.6-1.2) and the first
         # attention block multiplied the residual stream's rms by 16 (the UIBs after it then fell
         # below its int8 step): INT8 vs float Keras 10.5 -> 16.9 dB (docs/tflite.md).
-        moments_ = moments[id(m)]
-        old_var = moments_.channel_variance(rows).reshape(w.shape[:-2] + w.shape[-1:])
+        old_var = stats.channel_variance(rows).reshape(w.shape[:-2] + w.shape[-1:])
         new_rows = np.moveaxis(new, -2, 0).reshape(rows.shape)
-        new_var = moments_.channel_variance(new_rows).reshape(old_var.shape)
+        new_var = stats.channel_variance(new_rows).reshape(old_var.shape)
         per_out = lambda v: v.reshape(-1, v.shape[-1]).sum(0)
         old_var, new_var = per_out(old_var), per_out(new_var)
         norm = lambda a: np.sqrt((a.reshape(-1, a.shape[-1]) ** 2).sum(0))
@@ -237,28 +239,36 @@ class _InputMoments:
         else:
             self.gram = self.gram + v.T @ v
 
-    def channel_variance(self, w):
-        """diag(w^T C w): the variance of each column of w applied to the inputs."""
+    @functools.cached_property
+    def centred(self):
+        """(the centred rows, None) while rows are kept, else (None, the covariance); read once
+        every batch has been added."""
         import numpy as np
 
         mean = self.total / self.n
         if self.gram is not None:
-            cov = self.gram / self.n - np.outer(mean, mean)
+            return None, self.gram / self.n - np.outer(mean, mean)
+        return np.concatenate(self.rows).astype(np.float64) - mean, None
+
+    def channel_variance(self, w):
+        """diag(w^T C w): the variance of each column of w applied to the inputs."""
+        import numpy as np
+
+        x, cov = self.centred
+        if cov is not None:
             return np.einsum("ij,ij->j", w, cov @ w)
-        x = np.concatenate(self.rows).astype(np.float64) - mean
         return ((x @ w) ** 2).sum(0) / self.n
 
     def whiten(self, w):
         """(C / mean eigenvalue)^(1/2) @ w; eigenvalues floored at 1e-12 of the largest."""
         import numpy as np
 
-        mean = self.total / self.n
-        if self.gram is not None:
-            eigenvalues, vectors = np.linalg.eigh(self.gram / self.n - np.outer(mean, mean))
+        x, cov = self.centred
+        if cov is not None:
+            eigenvalues, vectors = np.linalg.eigh(cov)
             eigenvalues = np.maximum(eigenvalues, 1e-12 * eigenvalues.max())
             scale = np.sqrt(eigenvalues / eigenvalues.mean())
             return vectors @ (scale[:, None] * (vectors.T @ w))
-        x = np.concatenate(self.rows).astype(np.float64) - mean
         _, s, vt = np.linalg.svd(x, full_matrices=False)  # covariance = vt.T diag(s^2 / n) vt
         eigenvalues = s**2 / self.n
         floor = 1e-12 * eigenvalues.max()
