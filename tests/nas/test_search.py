@@ -77,9 +77,13 @@ def test_two_stage_search_resumes_after_kill_and_writes_a_trainable_architecture
     proc = subprocess.Popen(
         _cmd(model_dir, *params), cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
-    index = model_dir / "coarse" / "checkpoints"
+    state = model_dir / "coarse" / "checkpoints" / "checkpoint"
     deadline = time.time() + 400
-    while time.time() < deadline and not list(index.glob("ckpt-2.index")):
+    # Kill once a checkpoint is listed: the `checkpoint` state file is written after ckpt-2's files,
+    # and a kill between the two leaves nothing to resume (the rerun rightly starts afresh).
+    while time.time() < deadline and 'model_checkpoint_path: "ckpt-' not in (
+        state.read_text() if state.exists() else ""
+    ):
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
